@@ -1,0 +1,47 @@
+"""Sessions: tests, lint, typecheck, docs, demo (run with ``nox -s NAME``)."""
+
+from __future__ import annotations
+
+import nox
+
+nox.options.sessions = ["lint", "typecheck", "tests"]
+nox.options.reuse_existing_virtualenvs = True
+nox.options.error_on_missing_interpreters = False
+
+
+@nox.session
+def tests(session: nox.Session) -> None:
+    """Run the test suite against the installed (non-editable) package."""
+    session.install(".[test]")
+    session.run("coverage", "run", "-m", "pytest", *session.posargs, env={"PYTHONHASHSEED": "0"})
+    session.run("coverage", "report", "--fail-under=90")
+
+
+@nox.session
+def lint(session: nox.Session) -> None:
+    """ruff check and ruff format --check."""
+    session.install("ruff>=0.6")
+    session.run("ruff", "check", "trisup", "tests", "noxfile.py")
+    session.run("ruff", "format", "--check", "trisup", "tests", "noxfile.py")
+
+
+@nox.session
+def typecheck(session: nox.Session) -> None:
+    """mypy --strict and pyright (strict) on the package and the tests."""
+    session.install(".[test]", "mypy>=1.11", "pyright>=1.1.380")
+    session.run("mypy")
+    session.run("pyright")
+
+
+@nox.session
+def docs(session: nox.Session) -> None:
+    """Build the Sphinx documentation, warnings as errors."""
+    session.install(".[docs]")
+    session.run("sphinx-build", "-W", "-b", "html", "docs", "docs/_build/html")
+
+
+@nox.session
+def demo(session: nox.Session) -> None:
+    """Run ``trisup demo``."""
+    session.install(".")
+    session.run("trisup", "demo", *session.posargs)

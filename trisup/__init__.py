@@ -1,0 +1,76 @@
+"""trisup: a Trio-native service supervisor.
+
+A `Manager` runs named services, each in its own task and cancel scope, with
+restart policies, exponential backoff, a restart window and budget, metrics
+and runtime control. ``trio.run(manager.serve)`` is a complete program.
+"""
+
+from __future__ import annotations
+
+from ._background import BackgroundServe
+from ._config import (
+    Option,
+    ServiceConfig,
+    with_auto_start,
+    with_backoff,
+    with_max_restarts,
+    with_restart_delay,
+    with_restart_policy,
+    with_restart_window,
+)
+from ._errors import (
+    DoNotRestart,
+    FatalError,
+    ServiceAlreadyExists,
+    ServiceNotFound,
+    ServiceRunning,
+    ServiceStopped,
+    ServiceStopTimeout,
+    SupervisorError,
+    TerminateSupervisor,
+    as_fatal,
+    is_fatal,
+    is_fatal_err,
+    is_no_restart,
+    no_restart,
+)
+from ._manager import Manager
+from ._service import Service, new_service
+from ._status import ExitStatus, Metric, RestartPolicy, ServiceInfo, ServiceStatus
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "BackgroundServe",
+    "DoNotRestart",
+    "ExitStatus",
+    "FatalError",
+    "Manager",
+    "Metric",
+    "Option",
+    "RestartPolicy",
+    "Service",
+    "ServiceAlreadyExists",
+    "ServiceConfig",
+    "ServiceInfo",
+    "ServiceNotFound",
+    "ServiceRunning",
+    "ServiceStatus",
+    "ServiceStopTimeout",
+    "ServiceStopped",
+    "SupervisorError",
+    "TerminateSupervisor",
+    "__version__",
+    "as_fatal",
+    "is_fatal",
+    "is_fatal_err",
+    "is_no_restart",
+    "new_service",
+    "no_restart",
+    "with_auto_start",
+    "with_backoff",
+    "with_max_restarts",
+    "with_restart_delay",
+    "with_restart_policy",
+    "with_restart_window",
+]

@@ -1,0 +1,212 @@
+"""`ServiceConfig`, the ``with_*`` options, type checks and the seed's repair rules.
+
+Pure: no trio import. Types are checked when a config is built (a wrong type,
+NaN or an infinity is a `TypeError` / `ValueError` naming the field); values out
+of range are repaired by `repair` when a service is added, each repair logged at
+WARNING with the field, the given and the used value.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+import math
+from dataclasses import dataclass
+from typing import final
+
+from ._status import RestartPolicy
+
+__all__ = [
+    "Option",
+    "ServiceConfig",
+    "build_config",
+    "repair",
+    "with_auto_start",
+    "with_backoff",
+    "with_max_restarts",
+    "with_restart_delay",
+    "with_restart_policy",
+    "with_restart_window",
+]
+
+logger = logging.getLogger("trisup")
+
+_INT_FIELDS = ("max_restarts", "max_restarts_in_window")
+_FLOAT_FIELDS = (
+    "restart_delay",
+    "max_restart_delay",
+    "restart_window",
+    "backoff_multiplier",
+    "jitter",
+    "stop_timeout",
+)
+
+
+@final
+@dataclass(frozen=True, slots=True, kw_only=True)
+class ServiceConfig:
+    """How one service is restarted and stopped. Durations are float seconds.
+
+    Attributes:
+        restart_policy: when to restart (an ``int`` is accepted).
+        max_restarts: restart budget since the last manual start, restart or
+            reset; 0 means unlimited.
+        restart_delay: the first backoff delay.
+        max_restart_delay: the backoff cap.
+        restart_window: the sliding window of ``max_restarts_in_window``, and the
+            uptime after which a run counts as healthy and resets the backoff.
+        max_restarts_in_window: restarts allowed within the window; 0 means no limit.
+        backoff_multiplier: how each delay grows.
+        auto_start: start when the manager serves (or at once if it already does).
+        jitter: each delay is multiplied by a uniform factor in ``[1, 1 + jitter]``.
+        stop_timeout: how long a stop waits for this service to exit.
+    """
+
+    restart_policy: RestartPolicy = RestartPolicy.ALWAYS
+    max_restarts: int = 0
+    restart_delay: float = 1.0
+    max_restart_delay: float = 60.0
+    restart_window: float = 300.0
+    max_restarts_in_window: int = 5
+    backoff_multiplier: float = 2.0
+    auto_start: bool = True
+    jitter: float = 0.0
+    stop_timeout: float = 10.0
+
+    def __post_init__(self) -> None:
+        policy: object = self.restart_policy
+        if isinstance(policy, bool) or not isinstance(policy, int):
+            raise TypeError(
+                f"restart_policy must be a RestartPolicy or int, not {type(policy).__name__}"
+            )
+        if policy in _POLICY_VALUES:
+            object.__setattr__(self, "restart_policy", RestartPolicy(policy))
+        for field in _INT_FIELDS:
+            value: object = getattr(self, field)
+            if isinstance(value, bool) or not isinstance(value, int):
+                raise TypeError(f"{field} must be an int, not {type(value).__name__}")
+        for field in _FLOAT_FIELDS:
+            value = getattr(self, field)
+            if isinstance(value, bool) or not isinstance(value, (int, float)):
+                raise TypeError(f"{field} must be a number of seconds, not {type(value).__name__}")
+            if not math.isfinite(value):
+                raise ValueError(f"{field} must be finite, not {value!r}")
+            object.__setattr__(self, field, float(value))
+        if not isinstance(self.auto_start, bool):
+            raise TypeError(f"auto_start must be a bool, not {type(self.auto_start).__name__}")
+
+
+_POLICY_VALUES = frozenset(int(p) for p in RestartPolicy)
+FIELD_NAMES = frozenset(f.name for f in dataclasses.fields(ServiceConfig))
+
+
+@final
+@dataclass(frozen=True, slots=True)
+class Option:
+    """A change to a `ServiceConfig`, made by one of the ``with_*`` functions."""
+
+    changes: tuple[tuple[str, object], ...]
+
+    def apply(self, config: ServiceConfig) -> ServiceConfig:
+        """Return *config* with this option's changes."""
+        return dataclasses.replace(config, **dict(self.changes))  # type: ignore[arg-type]  # values are checked by __post_init__
+
+
+def with_auto_start(auto_start: bool) -> Option:
+    """Start the service when the manager serves (``True``) or only on request."""
+    return Option((("auto_start", auto_start),))
+
+
+def with_backoff(max_delay: float, multiplier: float) -> Option:
+    """Set the backoff cap and the multiplier."""
+    return Option((("max_restart_delay", max_delay), ("backoff_multiplier", multiplier)))
+
+
+def with_max_restarts(n: int) -> Option:
+    """Set the restart budget (0 = unlimited)."""
+    return Option((("max_restarts", n),))
+
+
+def with_restart_delay(delay: float) -> Option:
+    """Set the first backoff delay."""
+    return Option((("restart_delay", delay),))
+
+
+def with_restart_policy(policy: RestartPolicy) -> Option:
+    """Set the restart policy."""
+    return Option((("restart_policy", policy),))
+
+
+def with_restart_window(window: float, max_restarts: int) -> Option:
+    """Set the sliding window and the restarts allowed within it (0 = no limit)."""
+    return Option((("restart_window", window), ("max_restarts_in_window", max_restarts)))
+
+
+def build_config(options: tuple[object, ...], fields: dict[str, object]) -> ServiceConfig:
+    """Build a config from the defaults, *options* in order, then keyword *fields*.
+
+    Raises:
+        TypeError: an option is not an `Option`, a keyword is not a field, or a
+            value has the wrong type.
+        ValueError: a value is NaN or infinite.
+    """
+    config = ServiceConfig()
+    for option in options:
+        if not isinstance(option, Option):
+            raise TypeError(f"options must be trisup Option objects, not {type(option).__name__}")
+        config = option.apply(config)
+    unknown = sorted(set(fields) - FIELD_NAMES)
+    if unknown:
+        raise TypeError(f"unknown ServiceConfig field: {', '.join(unknown)}")
+    if fields:
+        config = dataclasses.replace(config, **fields)  # type: ignore[arg-type]  # checked by __post_init__
+    return config
+
+
+def repair(config: ServiceConfig, service: str) -> ServiceConfig:
+    """Apply the seed's repair rules, logging each at WARNING; return the result."""
+    if not isinstance(config, ServiceConfig):
+        raise TypeError(f"config must be a ServiceConfig, not {type(config).__name__}")
+    fixed: dict[str, object] = {}
+
+    def fix(field: str, given: object, used: object) -> None:
+        fixed[field] = used
+        logger.warning(
+            "invalid %s=%r for service %s, using %r",
+            field,
+            given,
+            service,
+            used,
+            extra={
+                "service": service,
+                "event": "config_repaired",
+                "field": field,
+                "given": given,
+                "used": used,
+            },
+        )
+
+    c = config
+    if int(c.restart_policy) not in _POLICY_VALUES:
+        fix("restart_policy", c.restart_policy, RestartPolicy.ALWAYS)
+    if c.max_restarts < 0:
+        fix("max_restarts", c.max_restarts, 0)
+    if c.max_restarts_in_window < 0:
+        fix("max_restarts_in_window", c.max_restarts_in_window, 0)
+    delay = c.restart_delay
+    if delay <= 0:
+        delay = 1.0
+        fix("restart_delay", c.restart_delay, delay)
+    if c.max_restart_delay <= 0 or c.max_restart_delay < delay:
+        fix("max_restart_delay", c.max_restart_delay, delay)
+    if c.restart_window <= 0:
+        fix("restart_window", c.restart_window, 300.0)
+    if c.backoff_multiplier < 1:
+        fix("backoff_multiplier", c.backoff_multiplier, 1.0)
+    if c.jitter < 0:
+        fix("jitter", c.jitter, 0.0)
+    if c.stop_timeout <= 0:
+        fix("stop_timeout", c.stop_timeout, 10.0)
+    if not fixed:
+        return config
+    return dataclasses.replace(config, **fixed)  # type: ignore[arg-type]  # values chosen above

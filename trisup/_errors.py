@@ -1,0 +1,203 @@
+"""The exceptions trisup raises and the helpers that recognise them.
+
+::
+
+    Exception
+    ├── SupervisorError
+    │   ├── ServiceNotFound (also LookupError)
+    │   ├── ServiceAlreadyExists (also ValueError)
+    │   ├── ServiceStopped
+    │   ├── ServiceRunning
+    │   └── ServiceStopTimeout
+    ├── DoNotRestart                 raised by a service: end without a restart
+    └── TerminateSupervisor          raised by a service: end the whole tree
+        └── FatalError               ... with an ExitStatus
+
+An exception is *present* in another when it is that exception, anything in its
+``__cause__`` chain, or any leaf of an ``ExceptionGroup``, recursively. The
+``__context__`` chain is not followed: an error raised while handling a
+``FatalError`` is not fatal.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from typing import final
+
+from ._status import ExitStatus
+
+__all__ = [
+    "DoNotRestart",
+    "FatalError",
+    "ServiceAlreadyExists",
+    "ServiceNotFound",
+    "ServiceRunning",
+    "ServiceStopTimeout",
+    "ServiceStopped",
+    "SupervisorError",
+    "TerminateSupervisor",
+    "as_fatal",
+    "find_terminate",
+    "is_fatal",
+    "is_fatal_err",
+    "is_no_restart",
+    "no_restart",
+    "present",
+]
+
+
+class SupervisorError(Exception):
+    """Base class of the errors trisup raises."""
+
+
+@final
+class ServiceNotFound(SupervisorError, LookupError):
+    """No service is registered under the name."""
+
+    def __init__(self, name: str) -> None:
+        super().__init__(f"service not found, name={name}")
+        self.service = name
+
+
+@final
+class ServiceAlreadyExists(SupervisorError, ValueError):
+    """A service with the name is already registered; it is left untouched."""
+
+    def __init__(self, name: str) -> None:
+        super().__init__(f"service already exists, name={name}")
+        self.service = name
+
+
+class ServiceStopped(SupervisorError):
+    """The service is stopped (kept for parity with the Go package)."""
+
+    def __init__(self, name: str = "") -> None:
+        super().__init__(f"service is stopped, name={name}" if name else "service is stopped")
+
+
+class ServiceRunning(SupervisorError):
+    """The service is running (kept for parity with the Go package)."""
+
+    def __init__(self, name: str = "") -> None:
+        super().__init__(f"service is running, name={name}" if name else "service is running")
+
+
+@final
+class ServiceStopTimeout(SupervisorError):
+    """A stop did not see the service exit within its ``stop_timeout``.
+
+    The service stays stopped and is never restarted; its task is reaped by the
+    manager's nursery once it exits.
+    """
+
+    def __init__(self, name: str, timeout: float) -> None:
+        super().__init__(f"service did not stop within {timeout:g}s, name={name}")
+        self.service = name
+        self.timeout = timeout
+
+
+class DoNotRestart(Exception):
+    """Raised by a service to end without being restarted.
+
+    Without a ``__cause__`` the end is clean (``COMPLETED``); with one it is a
+    failure that is not retried (``FAILED``).
+    """
+
+    def __str__(self) -> str:
+        if self.__cause__ is not None:
+            return _safe_str(self.__cause__)
+        if self.args:
+            return _safe_str(self.args[0])
+        return "do not restart"
+
+
+def no_restart(err: BaseException | None = None) -> DoNotRestart:
+    """Return a `DoNotRestart` whose ``__cause__`` and ``str`` are those of *err*."""
+    exc = DoNotRestart()
+    exc.__cause__ = err
+    return exc
+
+
+class TerminateSupervisor(Exception):
+    """Raised by a service to terminate its manager, and the tree above it."""
+
+    def __str__(self) -> str:
+        if self.args:
+            return _safe_str(self.args[0])
+        return "terminate supervisor"
+
+
+class FatalError(TerminateSupervisor):
+    """A fatal error: it ends the whole supervision tree with an exit status.
+
+    Attributes:
+        error: the underlying error, or ``None``.
+        status: the `ExitStatus` the program should exit with.
+    """
+
+    def __init__(self, error: BaseException | None, status: ExitStatus = ExitStatus.ERROR) -> None:
+        super().__init__(error, status)
+        self.error = error
+        self.status = ExitStatus(status)
+
+    def __str__(self) -> str:
+        if self.error is None:
+            return f"fatal error (exit status {int(self.status)})"
+        return _safe_str(self.error)
+
+
+def as_fatal(err: BaseException | None, status: ExitStatus) -> FatalError:
+    """Wrap *err* in a `FatalError` with *status*; a `FatalError` is returned as is."""
+    if isinstance(err, FatalError):
+        return err
+    fatal = FatalError(err, status)
+    if err is not None:
+        fatal.__cause__ = err
+    return fatal
+
+
+def _safe_str(obj: object) -> str:
+    try:
+        return str(obj)
+    except Exception:  # a broken __str__ must not hide the error it describes
+        return f"<{type(obj).__name__} with unprintable message>"
+
+
+def present(exc: BaseException) -> Iterator[BaseException]:
+    """Yield every exception present in *exc* (see the module docstring)."""
+    seen: set[int] = set()
+    stack = [exc]
+    while stack:
+        current = stack.pop()
+        while current is not None and id(current) not in seen:
+            seen.add(id(current))
+            if isinstance(current, BaseExceptionGroup):
+                stack.extend(reversed(current.exceptions))
+            yield current
+            current = current.__cause__
+
+
+def find_terminate(exc: BaseException) -> TerminateSupervisor | None:
+    """Return the first `FatalError` present, else the first `TerminateSupervisor`."""
+    first: TerminateSupervisor | None = None
+    for item in present(exc):
+        if isinstance(item, FatalError):
+            return item
+        if first is None and isinstance(item, TerminateSupervisor):
+            first = item
+    return first
+
+
+def is_fatal(exc: BaseException | None) -> bool:
+    """Whether a `FatalError` is present in *exc*."""
+    return exc is not None and any(isinstance(e, FatalError) for e in present(exc))
+
+
+def is_fatal_err(exc: BaseException | None) -> bool:
+    """Whether a `FatalError` or a `TerminateSupervisor` is present in *exc*."""
+    return exc is not None and any(isinstance(e, TerminateSupervisor) for e in present(exc))
+
+
+def is_no_restart(exc: BaseException | None) -> bool:
+    """Whether a `DoNotRestart` is present in *exc*."""
+    return exc is not None and any(isinstance(e, DoNotRestart) for e in present(exc))

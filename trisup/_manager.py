@@ -1,0 +1,616 @@
+"""`Manager`: the registry, the control verbs, serve / run / serve_background, hooks.
+
+The manager owns the registry and the serve lifecycle; each `Runner` owns its
+service's counters and task. Control verbs change a runner's flags
+synchronously, then wait (with the service's ``stop_timeout``) for its task.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import random
+import signal
+import time
+from collections.abc import Awaitable, Callable
+from typing import TypeVar, final
+
+import outcome
+import trio
+
+from ._background import BackgroundServe, ForwardStatus, call_hook
+from ._config import Option, ServiceConfig, build_config, repair
+from ._errors import (
+    FatalError,
+    ServiceAlreadyExists,
+    ServiceNotFound,
+    ServiceStopTimeout,
+    SupervisorError,
+    find_terminate,
+)
+from ._runner import Runner, ServeContext
+from ._service import Service
+from ._status import ExitStatus, ServiceInfo, ServiceStatus
+from ._timer import DeadlineTimer
+
+__all__ = ["Manager"]
+
+logger = logging.getLogger("trisup")
+
+F = TypeVar("F", bound=Callable[[], object])
+
+
+def _check_service(service: object) -> Service:
+    if not isinstance(service, Service):
+        raise TypeError(
+            f"service must have a 'name' and an async 'serve' method, not {type(service).__name__}"
+        )
+    name: object = service.name
+    if not isinstance(name, str) or not name:
+        raise TypeError(f"service name must be a non-empty str, not {name!r}")
+    if not callable(service.serve):
+        raise TypeError(f"service {name!r}: 'serve' is not callable")
+    return service
+
+
+@final
+class Manager:
+    """Runs named services with restart policies, backoff and runtime control.
+
+    A `Manager` is itself a `Service`, so managers nest into supervision trees.
+
+    Args:
+        name: the manager's name (its service name inside a parent manager).
+        stop_timeout: the bound of the shutdown's service phase and of each hook.
+        rng: the random generator for jitter (seed one for reproducible tests).
+    """
+
+    def __init__(
+        self,
+        name: str = "trisup",
+        *,
+        stop_timeout: float = 30.0,
+        rng: random.Random | None = None,
+    ) -> None:
+        if not isinstance(name, str) or not name:
+            raise TypeError(f"name must be a non-empty str, not {name!r}")
+        if isinstance(stop_timeout, bool) or not isinstance(stop_timeout, (int, float)):
+            raise TypeError(
+                f"stop_timeout must be a number of seconds, not {type(stop_timeout).__name__}"
+            )
+        if not math.isfinite(stop_timeout) or stop_timeout <= 0:
+            raise ValueError(f"stop_timeout must be positive and finite, not {stop_timeout!r}")
+        self.name = name
+        self.stop_timeout = float(stop_timeout)
+        self._rng = rng if rng is not None else random.Random()
+        self._runners: dict[str, Runner] = {}
+        self._before_start: list[Callable[[], object]] = []
+        self._after_start: list[Callable[[], object]] = []
+        self._before_stop: list[Callable[[], object]] = []
+        self._after_stop: list[Callable[[], object]] = []
+        self._on_close: list[Callable[[], object]] = []
+        self._ctx: ServeContext | None = None
+        self._serving = False
+        self._accepting = False
+        self._aborted = False
+        self._shutdown_scope: trio.CancelScope | None = None
+
+    def __repr__(self) -> str:
+        return (
+            f"<trisup.Manager {self.name!r} services={len(self._runners)} serving={self._serving}>"
+        )
+
+    # ------------------------------------------------------------- registry
+
+    def add(self, service: Service, *options: Option, **config: object) -> None:
+        """Register *service*; options apply first, in order, then keywords.
+
+        Keywords are `ServiceConfig` field names. If the manager is serving and
+        the service auto-starts, it is started at once.
+
+        Raises:
+            TypeError: a wrong type, an unknown keyword or a non-`Option`.
+            ValueError: a NaN or infinite duration.
+            ServiceAlreadyExists: the name is taken (the existing one is untouched).
+        """
+        self.add_with_config(service, build_config(options, config))
+
+    def add_with_config(self, service: Service, config: ServiceConfig) -> None:
+        """Register *service* with *config* (repaired by the seed's rules).
+
+        Raises:
+            TypeError: *service* is not a service or *config* not a `ServiceConfig`.
+            ServiceAlreadyExists: the name is taken (the existing one is untouched).
+        """
+        service = _check_service(service)
+        name = service.name
+        if name in self._runners:
+            raise ServiceAlreadyExists(name)
+        config = repair(config, name)
+        runner = Runner(service, config, self._wall_now())
+        self._runners[name] = runner
+        logger.info(
+            "service %s added",
+            name,
+            extra={"service": name, "event": "added", "manager": self.name},
+        )
+        ctx = self._ctx
+        if ctx is not None and self._accepting and not runner.stopped:
+            runner.spawn(ctx)
+
+    def has(self, name: str) -> bool:
+        """Whether a service named *name* is registered."""
+        return name in self._runners
+
+    def services(self) -> list[Service]:
+        """The registered services, in registration order."""
+        return [r.service for r in self._runners.values()]
+
+    def get_service_info(self, name: str) -> ServiceInfo:
+        """A snapshot of one service. Raises `ServiceNotFound`."""
+        return self._get(name).info(self._now())
+
+    def get_services_info(self) -> list[ServiceInfo]:
+        """Snapshots of every service, in registration order."""
+        now = self._now()
+        return [r.info(now) for r in self._runners.values()]
+
+    def _get(self, name: str) -> Runner:
+        try:
+            return self._runners[name]
+        except (KeyError, TypeError):
+            raise ServiceNotFound(str(name)) from None
+
+    def _now(self) -> float | None:
+        try:
+            return trio.current_time()
+        except RuntimeError:
+            return None
+
+    def _wall_now(self) -> float:
+        ctx = self._ctx
+        now = self._now()
+        if ctx is None or now is None:
+            return time.time()
+        return ctx.wall(now)
+
+    # ---------------------------------------------------------------- hooks
+
+    def before_start(self, fn: F) -> F:
+        """Run *fn* (sync or async) when ``serve`` begins, before any service."""
+        self._before_start.append(fn)
+        return fn
+
+    def after_start(self, fn: F) -> F:
+        """Run *fn* once every service has started, before ``serve`` reports ready."""
+        self._after_start.append(fn)
+        return fn
+
+    def before_stop(self, fn: F) -> F:
+        """Run *fn* when shutdown begins, before any service is stopped."""
+        self._before_stop.append(fn)
+        return fn
+
+    def after_stop(self, fn: F) -> F:
+        """Run *fn* at the very end of shutdown."""
+        self._after_stop.append(fn)
+        return fn
+
+    def on_close(self, fn: F) -> F:
+        """Run *fn* once per ``serve``, after the services have stopped.
+
+        Never triggered by stop, restart or delete; never listed as a service.
+        """
+        self._on_close.append(fn)
+        return fn
+
+    # -------------------------------------------------------- control verbs
+
+    async def start_service(self, name: str) -> None:
+        """Start a service; a no-op if it is running or starting.
+
+        Clears stopped / failed / completed and the non-lifetime counters, and
+        returns once the new instance has entered ``serve`` (not once it is
+        ready). Before ``serve`` it only records that the service should start.
+
+        Raises:
+            ServiceNotFound: no such service.
+        """
+        await self._start(self._get(name))
+
+    async def _start(self, runner: Runner) -> None:
+        if runner.alive and not runner.cancelled and not runner.waiting:
+            return  # running or starting
+        runner.stopped = False
+        runner.completed = False
+        runner.reset_counters()
+        ctx = self._ctx
+        if ctx is None or not self._accepting:
+            runner.update_status()
+            return
+        if runner.alive and not runner.cancelled:
+            entered = runner.entered_event()
+            if runner.interrupt_wait():
+                runner.update_status()
+                await entered.wait()
+            return
+        if runner.alive:
+            if runner.owns_current_task():
+                runner.restart_pending = True
+                return
+            await runner.wait_done()  # an earlier instance outlived its stop timeout
+            if runner.alive or ctx is not self._ctx or not self._accepting:
+                return
+        entered = runner.entered_event()
+        runner.spawn(ctx)
+        runner.update_status()
+        await entered.wait()
+
+    async def stop_service(self, name: str) -> None:
+        """Stop a service and wait for it to exit, at most its ``stop_timeout``.
+
+        A no-op if it is already stopped. Called from inside the service it
+        only requests the stop. The service stays registered and is not restarted.
+
+        Raises:
+            ServiceNotFound: no such service.
+            ServiceStopTimeout: it did not exit in time (it stays stopped; its
+                task is reaped once it exits).
+        """
+        runner = self._get(name)
+        if runner.stopped:
+            return
+        await self._stop(runner)
+
+    async def _stop(self, runner: Runner) -> None:
+        if not runner.stopped or runner.alive:
+            runner.stopped = True
+            runner.request_cancel()
+            runner.update_status()
+        if not runner.alive or runner.owns_current_task():
+            return
+        timeout = runner.config.stop_timeout
+        with trio.move_on_after(timeout):
+            await runner.wait_done()
+            return
+        raise ServiceStopTimeout(runner.name, timeout)
+
+    async def restart_service(self, name: str) -> None:
+        """Stop a service (as `stop_service`), then start it; never two at once.
+
+        Raises:
+            ServiceNotFound: no such service.
+            ServiceStopTimeout: the stop timed out; nothing was started.
+        """
+        runner = self._get(name)
+        if runner.owns_current_task():
+            runner.stopped = False
+            runner.restart_pending = True
+            runner.request_cancel()
+            return
+        if runner.alive:
+            await self._stop(runner)
+        await self._start(runner)
+
+    def reset_service(self, name: str) -> None:
+        """Clear failed and the non-lifetime counters; starts nothing.
+
+        Raises:
+            ServiceNotFound: no such service.
+        """
+        runner = self._get(name)
+        runner.reset_counters()
+        runner.update_status()
+
+    async def delete(self, name: str) -> None:
+        """Stop a service (as `stop_service`), then unregister it.
+
+        Raises:
+            ServiceNotFound: no such service.
+            ServiceStopTimeout: the stop timed out; it stays registered, stopped.
+        """
+        await self._delete(self._get(name))
+
+    async def _delete(self, runner: Runner) -> None:
+        await self._stop(runner)
+        if self._runners.get(runner.name) is runner:
+            del self._runners[runner.name]
+        runner.deleted = True
+        runner.status.value = None
+        logger.info(
+            "service %s deleted", runner.name, extra={"service": runner.name, "event": "removed"}
+        )
+
+    async def remove_services(self) -> None:
+        """Delete every service, concurrently; errors are logged, not raised."""
+        await self._each(self._delete, "remove")
+
+    async def restart_services(self) -> None:
+        """Restart every service, concurrently; errors are logged, not raised."""
+        await self._each(self._restart_runner, "restart")
+
+    async def _restart_runner(self, runner: Runner) -> None:
+        if self._runners.get(runner.name) is runner:
+            await self.restart_service(runner.name)
+
+    async def _each(self, verb: Callable[[Runner], Awaitable[None]], what: str) -> None:
+        async def one(runner: Runner) -> None:
+            try:
+                await verb(runner)
+            except SupervisorError as exc:
+                logger.error(
+                    "%s of service %s failed: %s",
+                    what,
+                    runner.name,
+                    exc,
+                    extra={"service": runner.name, "event": f"{what}_failed"},
+                )
+
+        async with trio.open_nursery() as nursery:
+            for runner in list(self._runners.values()):
+                nursery.start_soon(one, runner)
+
+    async def wait_status(self, name: str, *statuses: ServiceStatus) -> ServiceStatus:
+        """Wait until the service is in one of *statuses*; return that status.
+
+        Returns at once if it already is. A checkpoint only when it waits.
+
+        Raises:
+            TypeError: no status given.
+            ServiceNotFound: no such service, or it was deleted meanwhile.
+        """
+        if not statuses:
+            raise TypeError("wait_status() needs at least one status")
+        wanted = frozenset(ServiceStatus(s) for s in statuses)
+        runner = self._get(name)
+        value = runner.status.value
+        if value is None or value not in wanted:
+            value = await runner.status.wait_value(lambda v: v is None or v in wanted)
+        if value is None:
+            raise ServiceNotFound(name)
+        return value
+
+    # ------------------------------------------------------------------ serve
+
+    async def serve(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
+        """Run the services until cancelled or terminated by a fatal error.
+
+        ``before_start`` hooks, then the services in registration order (each
+        that reports readiness awaited), then ``after_start`` hooks, then
+        ``task_status.started()``. On cancellation or a fatal error the shutdown
+        sequence runs (see the design notes), then a fatal error or a start
+        hook's error is raised bare. A cancelled serve raises only the
+        ``Cancelled`` its canceller absorbs.
+
+        Raises:
+            RuntimeError: the manager is already serving.
+            FatalError: a service raised one (after shutdown).
+            TerminateSupervisor: a service raised one (after shutdown).
+        """
+        if self._serving:
+            raise RuntimeError(f"manager {self.name!r} is already serving")
+        self._serving = True
+        self._aborted = False
+        error: BaseException | None = None
+        ctx: ServeContext | None = None
+        try:
+            async with trio.open_nursery() as nursery:
+                timer = DeadlineTimer(self._runners.__len__)
+                ctx = ServeContext(nursery, timer, time.time() - trio.current_time(), self._rng)
+                self._ctx = ctx
+                nursery.start_soon(timer.run, name=f"trisup:{self.name}:timer")
+                logger.info(
+                    "manager %s serving",
+                    self.name,
+                    extra={"manager": self.name, "event": "manager_started"},
+                )
+                try:
+                    await self._startup(ctx, task_status)
+                    await ctx.terminated.wait()
+                except Exception as exc:
+                    error = exc
+                finally:
+                    await self._shutdown(ctx)
+                    nursery.cancel_scope.cancel(reason="trisup: manager shut down")
+        finally:
+            self._ctx = None
+            self._accepting = False
+            self._serving = False
+        logger.info(
+            "manager %s stopped",
+            self.name,
+            extra={"manager": self.name, "event": "manager_stopped"},
+        )
+        if error is not None:
+            raise error
+        if ctx is not None and ctx.fatal is not None:
+            raise ctx.fatal
+
+    async def _startup(self, ctx: ServeContext, task_status: trio.TaskStatus[None]) -> None:
+        for hook in list(self._before_start):
+            await call_hook(hook)
+        runners = list(self._runners.values())
+        self._accepting = True
+        for runner in runners:
+            if ctx.terminated.is_set():
+                return
+            if runner.deleted or runner.stopped or runner.alive:
+                continue
+            runner.completed = False
+            runner.reset_counters()
+            if runner.accepts_task_status:
+                settled = runner.settled_event()
+                runner.spawn(ctx)
+                await settled.wait()
+            else:
+                runner.spawn(ctx)
+        for hook in list(self._after_start):
+            if ctx.terminated.is_set():
+                return
+            await call_hook(hook)
+        if not ctx.terminated.is_set():
+            task_status.started()
+
+    async def _shutdown(self, ctx: ServeContext) -> None:
+        ctx.stopping = True
+        self._accepting = False
+        logger.info(
+            "manager %s stopping",
+            self.name,
+            extra={"manager": self.name, "event": "manager_stopping"},
+        )
+        with trio.CancelScope(shield=True) as scope:
+            self._shutdown_scope = scope
+            if self._aborted:
+                scope.cancel()
+            for hook in reversed(self._before_stop):
+                await self._bounded(hook, "before_stop")
+            await self._stop_all()
+            for hook in reversed(self._on_close):
+                await self._bounded(hook, "on_close")
+            for hook in reversed(self._after_stop):
+                await self._bounded(hook, "after_stop")
+        self._shutdown_scope = None
+        if scope.cancelled_caught:
+            for runner in self._runners.values():
+                runner.request_cancel()
+
+    async def _bounded(self, hook: Callable[[], object], phase: str) -> None:
+        with trio.move_on_after(self.stop_timeout) as scope:
+            try:
+                await call_hook(hook)
+            except Exception:
+                logger.exception(
+                    "%s hook %r of manager %s failed",
+                    phase,
+                    hook,
+                    self.name,
+                    extra={"manager": self.name, "event": "hook_failed", "phase": phase},
+                )
+        if scope.cancelled_caught:
+            logger.warning(
+                "%s hook %r of manager %s timed out after %gs",
+                phase,
+                hook,
+                self.name,
+                self.stop_timeout,
+                extra={"manager": self.name, "event": "hook_timed_out", "phase": phase},
+            )
+
+    async def _stop_all(self) -> None:
+        live = sorted(
+            (r for r in self._runners.values() if r.alive), key=lambda r: r.start_seq, reverse=True
+        )
+        phase_deadline = trio.current_time() + self.stop_timeout
+        for runner in live:
+            if trio.current_time() >= phase_deadline:
+                break
+            runner.request_cancel()
+            deadline = min(phase_deadline, trio.current_time() + runner.config.stop_timeout)
+            with trio.move_on_at(deadline):
+                await runner.wait_done()
+        stragglers = [r for r in live if r.alive]
+        for runner in stragglers:
+            runner.request_cancel()
+        if stragglers:
+            names = ", ".join(r.name for r in stragglers)
+            logger.warning(
+                "manager %s: services still running after the stop phase: %s",
+                self.name,
+                names,
+                extra={"manager": self.name, "event": "stop_timed_out", "services": names},
+            )
+
+    def _abort(self) -> None:
+        """Cut the shutdown sequence short (a second signal)."""
+        self._aborted = True
+        if self._shutdown_scope is not None:
+            self._shutdown_scope.cancel(reason="trisup: shutdown aborted")
+
+    async def serve_background(self, nursery: trio.Nursery) -> BackgroundServe:
+        """Serve in *nursery*; return once startup is done (or has failed).
+
+        Errors of ``serve`` (``Exception`` only) are delivered by the handle's
+        ``wait()``, never raised into *nursery*.
+        """
+        handle = BackgroundServe()
+        await nursery.start(self._serve_in_background, handle)
+        return handle
+
+    async def _serve_in_background(
+        self,
+        handle: BackgroundServe,
+        *,
+        task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED,
+    ) -> None:
+        forward = ForwardStatus(task_status)
+        result: outcome.Outcome[None] = outcome.Value(None)
+        try:
+            with handle.scope:
+                try:
+                    await self.serve(task_status=forward)
+                except Exception as exc:
+                    result = outcome.Error(exc)
+        finally:
+            handle.finish(result)
+        if not forward.called:
+            task_status.started()
+
+    async def run(self) -> ExitStatus:
+        """Serve with graceful SIGINT / SIGTERM handling; return the exit status.
+
+        The first signal starts the shutdown sequence, a second one cuts it
+        short. Returns ``SUCCESS`` after a signal, a fatal error's status, or
+        ``ERROR`` (logged) for any other error. ``sys.exit(trio.run(m.run))``.
+        """
+        result: outcome.Outcome[None] = outcome.Value(None)
+        serve_scope = trio.CancelScope()
+        with trio.open_signal_receiver(signal.SIGINT, signal.SIGTERM) as signals:
+            async with trio.open_nursery() as nursery:
+
+                async def watch() -> None:
+                    async for signum in signals:
+                        sig = signal.Signals(signum).name
+                        if not serve_scope.cancel_called:
+                            logger.warning(
+                                "received %s, shutting down",
+                                sig,
+                                extra={"manager": self.name, "event": "signal"},
+                            )
+                            serve_scope.cancel(reason=f"trisup: {sig}")
+                        else:
+                            logger.warning(
+                                "received %s again, stopping at once",
+                                sig,
+                                extra={"manager": self.name, "event": "signal"},
+                            )
+                            self._abort()
+
+                nursery.start_soon(watch)
+                with serve_scope:
+                    try:
+                        await self.serve()
+                    except Exception as exc:
+                        result = outcome.Error(exc)
+                nursery.cancel_scope.cancel()
+        return self._exit_status(result)
+
+    def _exit_status(self, result: outcome.Outcome[None]) -> ExitStatus:
+        if not isinstance(result, outcome.Error):
+            return ExitStatus.SUCCESS
+        term = find_terminate(result.error)
+        if isinstance(term, FatalError):
+            logger.error(
+                "manager %s ended by a fatal error: %s",
+                self.name,
+                term,
+                extra={"manager": self.name, "event": "fatal", "status": int(term.status)},
+            )
+            return term.status
+        logger.error(
+            "manager %s ended with an error",
+            self.name,
+            exc_info=result.error,
+            extra={"manager": self.name, "event": "error"},
+        )
+        return ExitStatus.ERROR

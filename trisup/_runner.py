@@ -1,0 +1,525 @@
+"""One supervised service: its runner task, cancel scope, outcome rules and restart loop.
+
+A runner owns every counter of its service and is the only writer of them,
+except for the manager's control verbs, which reset them synchronously. One
+long-lived task runs all attempts: each attempt runs inside the runner's
+shielded cancel scope, which only the manager cancels, and the backoff wait is
+a plain checkpoint in that same scope, so a stop during the wait ends it at once.
+"""
+
+from __future__ import annotations
+
+import logging
+import random
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import TYPE_CHECKING
+
+import outcome
+import trio
+from trio_util import AsyncValue
+
+from ._backoff import RestartWindow, jittered, next_delay
+from ._config import ServiceConfig
+from ._errors import DoNotRestart, find_terminate, is_fatal_err, is_no_restart
+from ._service import Service, accepts_task_status
+from ._status import Metric, RestartPolicy, ServiceInfo, ServiceStatus
+
+if TYPE_CHECKING:
+    from ._timer import DeadlineTimer
+
+__all__ = ["Runner", "ServeContext"]
+
+logger = logging.getLogger("trisup")
+status_logger = logging.getLogger("trisup.status")
+
+_DEBUG = logging.DEBUG
+_INFO = logging.INFO
+_WARNING = logging.WARNING
+
+
+@dataclass(slots=True, eq=False)
+class ServeContext:
+    """What runners share with their manager for one ``serve``."""
+
+    nursery: trio.Nursery
+    timer: DeadlineTimer
+    wall_offset: float
+    rng: random.Random
+    terminated: trio.Event = field(default_factory=trio.Event)
+    fatal: BaseException | None = None
+    stopping: bool = False
+    start_seq: int = 0
+
+    def wall(self, now: float) -> float:
+        """The wall-clock POSIX time of trio time *now*."""
+        return now + self.wall_offset
+
+
+def _datetime(posix: float | None) -> datetime | None:
+    return None if posix is None else datetime.fromtimestamp(posix, UTC)
+
+
+def _escapes(error: BaseException) -> bool:
+    """Whether *error* holds a ``BaseException`` that must not be caught."""
+    if isinstance(error, BaseExceptionGroup):
+        return any(_escapes(e) for e in error.exceptions)
+    return not isinstance(error, (Exception, trio.Cancelled))
+
+
+def _clean_no_restart(error: BaseException) -> bool:
+    """Whether every leaf is a `DoNotRestart` without a cause."""
+    if isinstance(error, BaseExceptionGroup):
+        return all(_clean_no_restart(e) for e in error.exceptions)
+    return isinstance(error, DoNotRestart) and error.__cause__ is None
+
+
+def _message(error: BaseException) -> str:
+    """The error's own message; a group of one error speaks for that error."""
+    while isinstance(error, BaseExceptionGroup) and len(error.exceptions) == 1:
+        error = error.exceptions[0]
+    try:
+        return str(error) or type(error).__name__
+    except Exception:
+        return f"<{type(error).__name__} with unprintable message>"
+
+
+class _Readiness:
+    """The ``task_status`` a service receives; ``started()`` marks it ready."""
+
+    __slots__ = ("_attempt", "_runner", "_used")
+
+    def __init__(self, runner: Runner, attempt: int) -> None:
+        self._runner = runner
+        self._attempt = attempt
+        self._used = False
+
+    def started(self, value: object = None) -> None:
+        """Report that the service is ready."""
+        if self._used:
+            raise RuntimeError("called 'started' twice on the same task status")
+        self._used = True
+        self._runner.mark_ready(self._attempt)
+
+
+class Runner:
+    """The state and the task of one registered service."""
+
+    def __init__(self, service: Service, config: ServiceConfig, created_at: float) -> None:
+        self.service = service
+        self.name: str = service.name
+        self.config = config
+        self.accepts_task_status = accepts_task_status(service)
+        self.created_at = created_at
+        # lifetime counters
+        self.start_count = 0
+        self.error_count = 0
+        self.success_count = 0
+        self.total_uptime = 0.0
+        # counters a manual start, restart or reset clears
+        self.restart_count = 0
+        self.consec_failures = 0
+        self.current_delay = config.restart_delay
+        self.window = RestartWindow()
+        self.window_restarts = 0
+        self.window_start: float | None = None
+        self.failed = False
+        self.completed = False
+        self.stopped = not config.auto_start
+        self.deleted = False
+        # the last error and times (wall-clock POSIX seconds)
+        self.last_error = ""
+        self.last_error_time: float | None = None
+        self.error: BaseException | None = None
+        self.last_start_time: float | None = None
+        self.last_stop_time: float | None = None
+        self._last_logged: str | None = None
+        # the task, while it lives
+        self.ctx: ServeContext | None = None
+        self.task: trio.lowlevel.Task | None = None
+        self.scope: trio.CancelScope | None = None
+        self.alive = False
+        self.cancelled = False
+        self.restart_pending = False
+        self.running = False
+        self.ready = False
+        self.waiting = False
+        self.attempt = 0
+        self.run_started = 0.0
+        self.start_seq = 0
+        self._wait_scope: trio.CancelScope | None = None
+        self._done: trio.Event | None = None
+        self._entered: trio.Event | None = None
+        self._settled: trio.Event | None = None
+        self.status: AsyncValue[ServiceStatus | None] = AsyncValue(self.compute_status())
+
+    # ----------------------------------------------------------------- status
+
+    def compute_status(self) -> ServiceStatus:
+        """The status, by the rules of SPEC §4 (first match wins)."""
+        if self.stopped:
+            return ServiceStatus.STOPPED
+        if self.failed:
+            return ServiceStatus.FAILED
+        if self.completed:
+            return ServiceStatus.COMPLETED
+        if self.running and not self.ready:
+            return ServiceStatus.STARTING
+        if self.running or self.waiting:
+            return ServiceStatus.CRASHING if self.consec_failures else ServiceStatus.RUNNING
+        if self.consec_failures:
+            return ServiceStatus.ERROR
+        return ServiceStatus.IDLE
+
+    def update_status(self) -> None:
+        """Publish the status to ``wait_status`` waiters (and the status log)."""
+        new = self.compute_status()
+        old = self.status.value
+        if new is not old and not self.deleted:
+            self.status.value = new
+            if status_logger.isEnabledFor(_DEBUG):
+                status_logger.debug(
+                    "%s: %s -> %s",
+                    self.name,
+                    old,
+                    new,
+                    extra={"service": self.name, "event": "status", "old": old, "new": new},
+                )
+
+    def reset_counters(self) -> None:
+        """Clear the counters that a manual start, restart or reset clears."""
+        self.restart_count = 0
+        self.consec_failures = 0
+        self.current_delay = self.config.restart_delay
+        self.window.clear()
+        self.window_restarts = 0
+        self.window_start = None
+        self.failed = False
+
+    def info(self, now: float | None) -> ServiceInfo:
+        """A snapshot; *now* is the trio time, or ``None`` outside a run."""
+        uptime = now - self.run_started if (self.running and now is not None) else 0.0
+        total = self.total_uptime + uptime
+        status = self.compute_status()
+        metric = Metric(
+            name=self.name,
+            status=status,
+            start_count=self.start_count,
+            error_count=self.error_count,
+            success_count=self.success_count,
+            consec_failures=self.consec_failures,
+            last_error=self.last_error,
+            last_error_time=_datetime(self.last_error_time),
+            last_start_time=_datetime(self.last_start_time),
+            last_stop_time=_datetime(self.last_stop_time),
+            current_uptime=uptime,
+            total_uptime=total,
+            average_uptime=total / self.start_count if self.start_count else 0.0,
+            created_at=_datetime(self.created_at),
+            current_delay=self.current_delay,
+            restarts_in_window=self.window_restarts,
+        )
+        return ServiceInfo(
+            metric=metric,
+            stopped=self.stopped,
+            failed=self.failed,
+            restart_count=self.restart_count,
+            window_restarts=self.window_restarts,
+            current_delay=self.current_delay,
+            window_start=_datetime(self.window_start),
+            last_service_start=_datetime(self.last_start_time),
+            error=self.error,
+        )
+
+    # ------------------------------------------------------- control (manager)
+
+    def spawn(self, ctx: ServeContext) -> None:
+        """Start the runner task in the manager's nursery."""
+        self.ctx = ctx
+        self.alive = True
+        self.cancelled = False
+        ctx.start_seq += 1
+        self.start_seq = ctx.start_seq
+        ctx.nursery.start_soon(self._run, ctx, name=f"trisup:{self.name}")
+
+    def request_cancel(self) -> None:
+        """Ask the current task to end; it exits at its next checkpoint."""
+        if self.alive:
+            self.cancelled = True
+            if self.scope is not None:
+                self.scope.cancel(reason=f"trisup: stop {self.name}")
+
+    def interrupt_wait(self) -> bool:
+        """Cut a backoff wait short so the next attempt starts at once."""
+        if self.waiting and self._wait_scope is not None and not self.cancelled:
+            self._wait_scope.cancel()
+            return True
+        return False
+
+    def owns_current_task(self) -> bool:
+        """Whether the calling task is the runner task or one it started."""
+        if self.task is None:
+            return False
+        task: trio.lowlevel.Task | None = trio.lowlevel.current_task()
+        while task is not None:
+            if task is self.task:
+                return True
+            nursery = task.parent_nursery
+            task = nursery.parent_task if nursery is not None else None
+        return False
+
+    async def wait_done(self) -> None:
+        """Wait until the runner task has exited (at once if none lives)."""
+        if not self.alive:
+            return
+        if self._done is None:
+            self._done = trio.Event()
+        await self._done.wait()
+
+    def entered_event(self) -> trio.Event:
+        """An event set once the next attempt has entered ``serve``."""
+        if self._entered is None:
+            self._entered = trio.Event()
+        return self._entered
+
+    def settled_event(self) -> trio.Event:
+        """An event set once the service is ready or its first attempt is classified."""
+        if self._settled is None:
+            self._settled = trio.Event()
+        return self._settled
+
+    def mark_ready(self, attempt: int) -> None:
+        """Called through ``task_status.started()``."""
+        if attempt != self.attempt or not self.running:
+            return
+        self.ready = True
+        self.update_status()
+        self._set_settled()
+
+    def healthy(self, attempt: int) -> None:
+        """The run of *attempt* reached ``restart_window`` of uptime."""
+        if self.running and attempt == self.attempt:
+            self._healthy_reset()
+            self.update_status()
+
+    def attempt_alive(self, attempt: int) -> bool:
+        """Whether *attempt* is the run in progress."""
+        return self.running and attempt == self.attempt
+
+    # ----------------------------------------------------------------- the task
+
+    def _set_settled(self) -> None:
+        if self._settled is not None:
+            self._settled.set()
+            self._settled = None
+
+    def _healthy_reset(self) -> None:
+        self.consec_failures = 0
+        self.current_delay = self.config.restart_delay
+        self.window.clear()
+        self.window_restarts = 0
+        self.window_start = None
+
+    async def _run(self, ctx: ServeContext) -> None:
+        self.task = trio.lowlevel.current_task()
+        try:
+            while True:
+                with trio.CancelScope(shield=True) as scope:
+                    self.scope = scope
+                    if self.cancelled:
+                        scope.cancel()
+                    while not scope.cancel_called and not ctx.stopping:
+                        if not self._classify(ctx, await self._attempt(ctx)):
+                            break
+                        if not await self._backoff(ctx):
+                            break
+                if not (self.restart_pending and self.cancelled) or ctx.stopping:
+                    break
+                # a restart requested from inside the service: same task, fresh start
+                self.restart_pending = False
+                self.cancelled = False
+                self.reset_counters()
+                self.completed = False
+        finally:
+            self.task = None
+            self.scope = None
+            self.alive = False
+            self.cancelled = False
+            self.restart_pending = False
+            self.running = False
+            self.waiting = False
+            self.update_status()
+            for event in (self._done, self._entered, self._settled):
+                if event is not None:
+                    event.set()
+            self._done = self._entered = self._settled = None
+
+    async def _attempt(self, ctx: ServeContext) -> outcome.Outcome[None]:
+        self.attempt += 1
+        attempt = self.attempt
+        self.running = True
+        self.ready = not self.accepts_task_status
+        self.start_count += 1
+        now = trio.current_time()
+        self.run_started = now
+        self.last_start_time = now + ctx.wall_offset
+        config = self.config
+        if self.consec_failures or len(self.window) or self.current_delay != config.restart_delay:
+            ctx.timer.schedule(now + config.restart_window, self, attempt)
+        self.update_status()
+        if self._entered is not None:
+            self._entered.set()
+            self._entered = None
+        if self.ready:
+            self._set_settled()
+        if self.accepts_task_status:
+            return await outcome.acapture(self.service.serve, task_status=_Readiness(self, attempt))
+        return await outcome.acapture(self.service.serve)
+
+    def _classify(self, ctx: ServeContext, result: outcome.Outcome[None]) -> bool:
+        """Apply the outcome rules; return whether to take the restart path."""
+        now = trio.current_time()
+        uptime = now - self.run_started
+        self.total_uptime += uptime
+        self.running = False
+        self.ready = False
+        self.last_stop_time = now + ctx.wall_offset
+        config = self.config
+        if uptime >= config.restart_window:
+            self._healthy_reset()
+        try:
+            error = result.error if isinstance(result, outcome.Error) else None
+            if error is None or self.cancelled:
+                if error is not None and _escapes(error):
+                    raise error
+                self.success_count += 1
+                if self.cancelled:
+                    return False  # rule 2: a stop
+                self.consec_failures = 0  # rule 6: a clean return
+                if config.restart_policy is RestartPolicy.ALWAYS:
+                    return True
+                self.completed = True
+                return False
+            if _escapes(error):
+                raise error  # rule 1: KeyboardInterrupt, SystemExit, ... tear down
+            if is_fatal_err(error):  # rule 3
+                self._record_error(ctx, error, now)
+                self.failed = True
+                self._log_failure(_ERROR_LEVEL, "fatal error", error)
+                if ctx.fatal is None:
+                    ctx.fatal = find_terminate(error)
+                ctx.terminated.set()
+                return False
+            if is_no_restart(error):  # rule 4
+                if _clean_no_restart(error):
+                    self.success_count += 1
+                    self.completed = True
+                    return False
+                self._record_error(ctx, error, now)
+                self.failed = True
+                self._log_failure(_ERROR_LEVEL, "failed, not restarting", error)
+                return False
+            self._record_error(ctx, error, now)  # rule 5
+            self.consec_failures += 1
+            if config.restart_policy is RestartPolicy.NEVER:
+                self.failed = True
+                self._log_failure(_ERROR_LEVEL, "failed, policy never restarts", error)
+                return False
+            self._log_failure(_WARNING, "failed", error)
+            return True
+        finally:
+            self.update_status()
+            self._set_settled()
+
+    def _record_error(self, ctx: ServeContext, error: BaseException, now: float) -> None:
+        self.error_count += 1
+        self.error = error
+        self.last_error = _message(error)
+        self.last_error_time = now + ctx.wall_offset
+
+    def _log_failure(self, level: int, what: str, error: BaseException) -> None:
+        text = self.last_error
+        if text == self._last_logged:
+            level = _DEBUG  # the seed's de-duplication of identical failures
+        self._last_logged = text
+        if logger.isEnabledFor(level):
+            logger.log(
+                level,
+                "service %s %s: %s",
+                self.name,
+                what,
+                text,
+                exc_info=error if level > _DEBUG else None,
+                extra={
+                    "service": self.name,
+                    "event": "exited",
+                    "error": text,
+                    "error_count": self.error_count,
+                    "consec_failures": self.consec_failures,
+                },
+            )
+
+    def _give_up(self, why: str) -> bool:
+        self.failed = True
+        self.update_status()
+        if logger.isEnabledFor(logging.ERROR):
+            logger.error(
+                "service %s failed permanently: %s",
+                self.name,
+                why,
+                extra={
+                    "service": self.name,
+                    "event": "gave_up",
+                    "reason": why,
+                    "restart_count": self.restart_count,
+                    "window_restarts": self.window_restarts,
+                },
+            )
+        return False
+
+    async def _backoff(self, ctx: ServeContext) -> bool:
+        """The restart path; return whether to serve again."""
+        config = self.config
+        if config.max_restarts > 0 and self.restart_count >= config.max_restarts:
+            return self._give_up(f"max_restarts={config.max_restarts} reached")
+        now = trio.current_time()
+        in_window = self.window.count(now, config.restart_window)
+        self.window_restarts = in_window
+        self.window_start = None if not in_window else self._wall(ctx, self.window.oldest())
+        if config.max_restarts_in_window > 0 and in_window >= config.max_restarts_in_window:
+            return self._give_up(
+                f"{in_window} restarts within restart_window={config.restart_window:g}s"
+            )
+        delay = jittered(self.current_delay, config.jitter, ctx.rng)
+        if logger.isEnabledFor(_INFO):
+            logger.info(
+                "service %s restarting in %gs",
+                self.name,
+                delay,
+                extra={"service": self.name, "event": "backing_off", "delay": delay},
+            )
+        self.waiting = True
+        self.update_status()
+        with trio.CancelScope() as wait_scope:
+            self._wait_scope = wait_scope
+            await trio.sleep(delay)
+        self._wait_scope = None
+        self.waiting = False
+        if wait_scope.cancelled_caught:
+            return True  # start_service cut the wait short and reset the counters
+        self.current_delay = next_delay(
+            self.current_delay, config.backoff_multiplier, config.max_restart_delay
+        )
+        now = trio.current_time()
+        self.restart_count += 1
+        self.window.record(now, config.max_restarts_in_window)
+        self.window_restarts = self.window.count(now, config.restart_window)
+        self.window_start = self._wall(ctx, self.window.oldest())
+        return True
+
+    @staticmethod
+    def _wall(ctx: ServeContext, t: float | None) -> float | None:
+        return None if t is None else t + ctx.wall_offset
+
+
+_ERROR_LEVEL = logging.ERROR

@@ -1,0 +1,90 @@
+"""The `Service` protocol and `new_service`, which makes a service of a function."""
+
+from __future__ import annotations
+
+import inspect
+from collections.abc import Awaitable, Callable
+from typing import Protocol, final, runtime_checkable
+
+import trio
+
+__all__ = ["FunctionService", "Service", "accepts_task_status", "new_service"]
+
+
+@runtime_checkable
+class Service(Protocol):
+    """What a manager supervises: a name and an async ``serve`` method.
+
+    ``serve`` may take a keyword argument ``task_status``; a service that does
+    is ``STARTING`` until it calls ``task_status.started()``, as with
+    ``nursery.start``. A `Manager` is itself a service.
+    """
+
+    @property
+    def name(self) -> str:
+        """The service's name, unique within its manager."""
+        ...
+
+    @property
+    def serve(self) -> Callable[..., Awaitable[None]]:
+        """Run the service until it returns, raises or is cancelled."""
+        ...
+
+
+def _takes_task_status(fn: Callable[..., object]) -> bool:
+    try:
+        parameters = inspect.signature(fn).parameters
+    except (TypeError, ValueError):
+        return False
+    param = parameters.get("task_status")
+    return param is not None and param.kind in (
+        inspect.Parameter.KEYWORD_ONLY,
+        inspect.Parameter.POSITIONAL_OR_KEYWORD,
+    )
+
+
+def accepts_task_status(service: Service) -> bool:
+    """Whether *service* reports readiness through ``task_status``."""
+    if isinstance(service, FunctionService):
+        return service.accepts_task_status
+    return _takes_task_status(service.serve)
+
+
+@final
+class FunctionService:
+    """A service that runs ``async_fn(*args)``; made by `new_service`."""
+
+    __slots__ = ("_args", "_fn", "accepts_task_status", "name")
+
+    def __init__(
+        self, name: str, async_fn: Callable[..., Awaitable[object]], *args: object
+    ) -> None:
+        self.name = name
+        self._fn = async_fn
+        self._args = args
+        self.accepts_task_status = _takes_task_status(async_fn)
+
+    async def serve(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
+        """Call the function, passing ``task_status`` on if it accepts one."""
+        if self.accepts_task_status:
+            await self._fn(*self._args, task_status=task_status)
+        else:
+            await self._fn(*self._args)
+
+    def __repr__(self) -> str:
+        return f"<FunctionService {self.name!r} {getattr(self._fn, '__qualname__', self._fn)!r}>"
+
+
+def new_service(name: str, async_fn: Callable[..., Awaitable[object]], *args: object) -> Service:
+    """Make a service named *name* that runs ``await async_fn(*args)``.
+
+    If *async_fn* takes a ``task_status`` keyword, readiness is passed through.
+
+    Raises:
+        TypeError: *name* is not a non-empty string or *async_fn* is not callable.
+    """
+    if not isinstance(name, str) or not name:
+        raise TypeError(f"service name must be a non-empty str, not {name!r}")
+    if not callable(async_fn):
+        raise TypeError(f"async_fn must be callable, not {type(async_fn).__name__}")
+    return FunctionService(name, async_fn, *args)
