@@ -123,6 +123,7 @@ class Runner:
         self.window = RestartWindow()
         self.window_restarts = 0
         self.window_start: float | None = None
+        self.generation = 0
         self.failed = False
         self.completed = False
         self.stopped = not config.auto_start
@@ -188,6 +189,7 @@ class Runner:
 
     def reset_counters(self) -> None:
         """Clear the counters that a manual start, restart or reset clears."""
+        self.generation += 1
         self.restart_count = 0
         self.consec_failures = 0
         self.current_delay = self.config.restart_delay
@@ -500,6 +502,7 @@ class Runner:
             )
         self.waiting = True
         self.update_status()
+        generation = self.generation
         with trio.CancelScope() as wait_scope:
             self._wait_scope = wait_scope
             await trio.sleep(delay)
@@ -507,9 +510,10 @@ class Runner:
         self.waiting = False
         if wait_scope.cancelled_caught:
             return True  # start_service cut the wait short and reset the counters
-        self.current_delay = next_delay(
-            self.current_delay, config.backoff_multiplier, config.max_restart_delay
-        )
+        if generation == self.generation:  # a reset during the wait keeps the fresh delay
+            self.current_delay = next_delay(
+                self.current_delay, config.backoff_multiplier, config.max_restart_delay
+            )
         now = trio.current_time()
         self.restart_count += 1
         self.window.record(now, config.max_restarts_in_window)

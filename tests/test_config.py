@@ -1,0 +1,146 @@
+"""ServiceConfig defaults, options, type checks and the seed's repair rules."""
+
+from __future__ import annotations
+
+import logging
+import math
+
+import pytest
+
+import trisup
+from trisup import RestartPolicy, ServiceConfig
+from trisup._config import build_config, repair
+
+
+def test_defaults_are_the_seeds() -> None:
+    """The defaults are the seed's DefaultServiceConfig plus jitter and stop_timeout."""
+    c = ServiceConfig()
+    assert c.restart_policy is RestartPolicy.ALWAYS
+    assert (c.max_restarts, c.restart_delay, c.max_restart_delay) == (0, 1.0, 60.0)
+    assert (c.restart_window, c.max_restarts_in_window, c.backoff_multiplier) == (300.0, 5, 2.0)
+    assert c.auto_start is True
+    assert (c.jitter, c.stop_timeout) == (0.0, 10.0)
+
+
+def test_options_then_keywords() -> None:
+    """Options apply in order, then keywords."""
+    c = build_config(
+        (
+            trisup.with_restart_delay(2),
+            trisup.with_backoff(30, 1.5),
+            trisup.with_restart_window(100, 3),
+            trisup.with_max_restarts(7),
+            trisup.with_restart_policy(RestartPolicy.ON_FAILURE),
+            trisup.with_auto_start(False),
+            trisup.with_restart_delay(4),
+        ),
+        {"restart_delay": 5.0, "jitter": 0.5},
+    )
+    assert c.restart_delay == 5.0
+    assert (c.max_restart_delay, c.backoff_multiplier) == (30.0, 1.5)
+    assert (c.restart_window, c.max_restarts_in_window) == (100.0, 3)
+    assert c.max_restarts == 7
+    assert c.restart_policy is RestartPolicy.ON_FAILURE
+    assert c.auto_start is False
+    assert c.jitter == 0.5
+
+
+def test_unknown_keyword() -> None:
+    """An unknown keyword is a TypeError naming it."""
+    with pytest.raises(TypeError, match="restart_dely"):
+        build_config((), {"restart_dely": 1.0})
+
+
+def test_non_option() -> None:
+    """A positional argument that is not an Option is a TypeError."""
+    with pytest.raises(TypeError, match="Option"):
+        build_config((5,), {})
+
+
+@pytest.mark.parametrize(
+    ("field", "value", "error"),
+    [
+        ("restart_delay", "1", TypeError),
+        ("restart_delay", True, TypeError),
+        ("restart_delay", None, TypeError),
+        ("restart_delay", math.nan, ValueError),
+        ("max_restart_delay", math.inf, ValueError),
+        ("restart_window", -math.inf, ValueError),
+        ("backoff_multiplier", [2], TypeError),
+        ("jitter", math.nan, ValueError),
+        ("stop_timeout", math.inf, ValueError),
+        ("max_restarts", 1.0, TypeError),
+        ("max_restarts", False, TypeError),
+        ("max_restarts_in_window", "5", TypeError),
+        ("restart_policy", "always", TypeError),
+        ("restart_policy", True, TypeError),
+        ("restart_policy", 1.0, TypeError),
+        ("auto_start", 1, TypeError),
+        ("auto_start", "yes", TypeError),
+    ],
+)
+def test_bad_types_name_the_field(field: str, value: object, error: type[Exception]) -> None:
+    """Wrong types, NaN and infinities are never repaired: an error names the field."""
+    with pytest.raises(error, match=field):
+        ServiceConfig(**{field: value})  # type: ignore[arg-type]  # deliberately wrong
+
+
+def test_int_policy_accepted() -> None:
+    """An int is accepted for restart_policy and becomes the enum."""
+    assert ServiceConfig(restart_policy=2).restart_policy is RestartPolicy.NEVER  # type: ignore[arg-type]
+
+
+def test_ints_for_durations() -> None:
+    """Integer durations are accepted and stored as floats."""
+    c = ServiceConfig(restart_delay=2)
+    assert c.restart_delay == 2.0
+    assert type(c.restart_delay) is float
+
+
+@pytest.mark.parametrize(
+    ("given", "expected"),
+    [
+        ({"restart_policy": 7}, {"restart_policy": RestartPolicy.ALWAYS}),
+        ({"restart_policy": -1}, {"restart_policy": RestartPolicy.ALWAYS}),
+        ({"max_restarts": -3}, {"max_restarts": 0}),
+        ({"max_restarts_in_window": -1}, {"max_restarts_in_window": 0}),
+        ({"restart_delay": 0}, {"restart_delay": 1.0}),
+        ({"restart_delay": -5}, {"restart_delay": 1.0}),
+        ({"max_restart_delay": 0}, {"max_restart_delay": 1.0}),
+        ({"restart_delay": 5, "max_restart_delay": 2}, {"max_restart_delay": 5.0}),
+        # compared with the already-repaired restart_delay (1.0), 0.5 is too small
+        ({"restart_delay": -1, "max_restart_delay": 0.5}, {"max_restart_delay": 1.0}),
+        ({"restart_window": 0}, {"restart_window": 300.0}),
+        ({"backoff_multiplier": 0.5}, {"backoff_multiplier": 1.0}),
+        ({"jitter": -0.1}, {"jitter": 0.0}),
+        ({"stop_timeout": 0}, {"stop_timeout": 10.0}),
+        ({"stop_timeout": -1}, {"stop_timeout": 10.0}),
+    ],
+)
+def test_repair(
+    given: dict[str, object], expected: dict[str, object], caplog: pytest.LogCaptureFixture
+) -> None:
+    """Out-of-range values get the seed's repair, logged at WARNING with given and used."""
+    caplog.set_level(logging.WARNING, logger="trisup")
+    fixed = repair(ServiceConfig(**given), "svc")  # type: ignore[arg-type]  # test table
+    for field, value in expected.items():
+        assert getattr(fixed, field) == value
+    assert caplog.records, "a repair must be logged"
+    record = caplog.records[-1]
+    assert record.levelno == logging.WARNING
+    assert record.__dict__["service"] == "svc"
+    assert record.__dict__["field"] in expected
+
+
+def test_valid_config_untouched(caplog: pytest.LogCaptureFixture) -> None:
+    """A valid config is returned as is, with nothing logged."""
+    caplog.set_level(logging.WARNING, logger="trisup")
+    c = ServiceConfig(backoff_multiplier=1.0, max_restart_delay=1.0)
+    assert repair(c, "svc") is c
+    assert not caplog.records
+
+
+def test_fractional_multiplier_and_cap_kept() -> None:
+    """A multiplier of 1.5 and a cap equal to the delay are valid."""
+    c = ServiceConfig(backoff_multiplier=1.5, restart_delay=2.0, max_restart_delay=2.0)
+    assert repair(c, "x") is c

@@ -1,0 +1,461 @@
+"""How one service's attempts are classified and restarted (SPEC §4), in exact virtual time."""
+
+from __future__ import annotations
+
+import random
+from collections.abc import Awaitable, Callable
+
+import pytest
+import trio
+import trio.testing
+
+import trisup
+from trisup import ExitStatus, RestartPolicy, ServiceStatus
+
+S = ServiceStatus
+Body = Callable[[], Awaitable[None]]
+
+
+class Recorder:
+    """A service body that records its start times and runs a script per attempt."""
+
+    def __init__(self, *steps: Body) -> None:
+        self.starts: list[float] = []
+        self.steps = list(steps)
+
+    async def __call__(self) -> None:
+        self.starts.append(trio.current_time())
+        step = self.steps[min(len(self.starts), len(self.steps)) - 1]
+        await step()
+
+
+def fail(msg: str = "boom", after: float = 0) -> Body:
+    async def body() -> None:
+        await trio.sleep(after)
+        raise ValueError(msg)
+
+    return body
+
+
+def succeed(after: float = 0) -> Body:
+    async def body() -> None:
+        await trio.sleep(after)
+
+    return body
+
+
+def forever() -> Body:
+    async def body() -> None:
+        await trio.sleep_forever()
+
+    return body
+
+
+def raising(exc: BaseException, after: float = 0) -> Body:
+    async def body() -> None:
+        await trio.sleep(after)
+        raise exc
+
+    return body
+
+
+async def settle(m: trisup.Manager, name: str, *statuses: ServiceStatus) -> ServiceStatus:
+    with trio.fail_after(10_000):
+        return await m.wait_status(name, *statuses)
+
+
+async def run_one(
+    body: Body, until: tuple[ServiceStatus, ...], **config: object
+) -> tuple[trisup.ServiceInfo, float]:
+    """Serve one service until it reaches a status; return its info and the time."""
+    m = trisup.Manager()
+    m.add(trisup.new_service("svc", body), **config)
+    async with trio.open_nursery() as nursery:
+        await nursery.start(m.serve)
+        await settle(m, "svc", *until)
+        now = trio.current_time()
+        info = m.get_service_info("svc")
+        nursery.cancel_scope.cancel()
+    return info, now
+
+
+async def test_default_timeline(autojump_clock: trio.testing.MockClock) -> None:
+    """A service failing at once starts at 0, 1, 3, 7, 15, 31 and is FAILED at 31."""
+    rec = Recorder(fail())
+    info, now = await run_one(rec, (S.FAILED,))
+    assert rec.starts == [0, 1, 3, 7, 15, 31]
+    assert now == 31
+    assert info.restart_count == 5
+    assert info.window_restarts == 5
+    assert info.metric.error_count == 6
+    assert info.metric.consec_failures == 6
+    assert info.failed
+    assert info.current_delay == 32
+
+
+async def test_max_restarts_gives_n_plus_one_starts(autojump_clock: trio.testing.MockClock) -> None:
+    """max_restarts=N allows exactly N+1 starts."""
+    for n in (1, 3):
+        rec = Recorder(fail())
+        info, _ = await run_one(rec, (S.FAILED,), max_restarts=n, max_restarts_in_window=0)
+        assert len(rec.starts) == n + 1
+        assert info.restart_count == n
+
+
+async def test_sliding_window(autojump_clock: trio.testing.MockClock) -> None:
+    """The window slides: runs of 0, 58, 45, 0, 0 s give starts at 0, 1, 60, 106, 107."""
+    rec = Recorder(fail(), fail(after=58), fail(after=45), fail(), fail())
+    info, now = await run_one(
+        rec,
+        (S.FAILED,),
+        max_restarts_in_window=3,
+        restart_window=100,
+        backoff_multiplier=1.0,
+    )
+    assert rec.starts == [0, 1, 60, 106, 107]
+    assert now == 107
+    assert info.window_restarts == 3
+    assert info.restart_count == 4
+
+
+async def test_backoff_cap_and_fractional_multiplier(autojump_clock: trio.testing.MockClock) -> None:
+    """Delays grow by 1.5 and stop at the cap: 1, 1.5, 2.25, 3, 3, ..."""
+    rec = Recorder(fail())
+    await run_one(
+        rec,
+        (S.FAILED,),
+        backoff_multiplier=1.5,
+        max_restart_delay=3.0,
+        max_restarts=5,
+        max_restarts_in_window=0,
+    )
+    gaps = [b - a for a, b in zip(rec.starts, rec.starts[1:], strict=False)]
+    assert gaps == [1, 1.5, 2.25, 3, 3]
+
+
+async def test_jitter_within_bounds(autojump_clock: trio.testing.MockClock) -> None:
+    """With a seeded generator each delay lies in [d, d * (1 + jitter)] and is reproducible."""
+
+    async def starts_with(seed: int) -> list[float]:
+        rec = Recorder(fail())
+        m = trisup.Manager(rng=random.Random(seed))
+        m.add(trisup.new_service("svc", rec), jitter=0.5, max_restarts=4, max_restarts_in_window=0)
+        async with trio.open_nursery() as nursery:
+            await nursery.start(m.serve)
+            await settle(m, "svc", S.FAILED)
+            nursery.cancel_scope.cancel()
+        return [t - rec.starts[0] for t in rec.starts]
+
+    first = await starts_with(7)
+    assert first == pytest.approx(await starts_with(7))
+    gaps = [b - a for a, b in zip(first, first[1:], strict=False)]
+    for gap, base in zip(gaps, [1, 2, 4, 8], strict=True):
+        assert base <= gap <= base * 1.5
+    assert gaps != [1, 2, 4, 8]
+
+
+async def test_healthy_reset_turns_crashing_into_running(
+    autojump_clock: trio.testing.MockClock,
+) -> None:
+    """After restart_window of uptime the backoff resets while running, with no exit."""
+    rec = Recorder(fail(), fail(), forever())
+    m = trisup.Manager()
+    m.add(trisup.new_service("svc", rec), restart_window=10)
+    async with trio.open_nursery() as nursery:
+        await nursery.start(m.serve)
+        await settle(m, "svc", S.CRASHING)
+        assert rec.starts == [0]
+        with trio.fail_after(100):
+            while len(rec.starts) < 3:
+                await trio.sleep(0.5)
+        assert rec.starts == [0, 1, 3]
+        info = m.get_service_info("svc")
+        assert info.status is S.CRASHING
+        assert info.metric.consec_failures == 2
+        assert await settle(m, "svc", S.RUNNING) is S.RUNNING
+        assert trio.current_time() == 13
+        info = m.get_service_info("svc")
+        assert info.metric.consec_failures == 0
+        assert info.current_delay == 1
+        assert info.window_restarts == 0
+        assert info.window_start is None
+        assert info.metric.start_count == 3
+        assert info.metric.current_uptime == 10
+        nursery.cancel_scope.cancel()
+
+
+async def test_healthy_run_resets_before_next_failure(autojump_clock: trio.testing.MockClock) -> None:
+    """A run that lasted restart_window resets the delay, so the next restart waits 1 s."""
+    rec = Recorder(fail(), fail(), fail(after=10), fail())
+    await run_one(rec, (S.FAILED,), restart_window=10, max_restarts=3, max_restarts_in_window=0)
+    assert rec.starts == [0, 1, 3, 14]
+
+
+# ---- outcome classes under each policy ----------------------------------------------------
+
+
+@pytest.mark.parametrize("policy", list(RestartPolicy))
+async def test_clean_return(policy: RestartPolicy, autojump_clock: trio.testing.MockClock) -> None:
+    """A clean return completes under ON_FAILURE/NEVER and restarts under ALWAYS."""
+    rec = Recorder(succeed(after=2))
+    m = trisup.Manager()
+    m.add(trisup.new_service("svc", rec), restart_policy=policy)
+    async with trio.open_nursery() as nursery:
+        await nursery.start(m.serve)
+        if policy is RestartPolicy.ALWAYS:
+            with trio.fail_after(100):
+                while len(rec.starts) < 3:
+                    await trio.sleep(0.5)
+            assert rec.starts == [0, 3, 7]  # runs 2 s, waits 1 then 2
+            info = m.get_service_info("svc")
+            assert info.status is S.RUNNING
+            assert info.metric.success_count == 2
+            assert info.restart_count == 2
+        else:
+            assert await settle(m, "svc", S.COMPLETED) is S.COMPLETED
+            assert trio.current_time() == 2
+            info = m.get_service_info("svc")
+            assert info.metric.success_count == 1
+            assert info.metric.consec_failures == 0
+            assert rec.starts == [0]
+        nursery.cancel_scope.cancel()
+
+
+async def test_clean_returns_exhaust_window(autojump_clock: trio.testing.MockClock) -> None:
+    """Under ALWAYS, clean exits count toward the window limit too."""
+    rec = Recorder(succeed())
+    info, now = await run_one(rec, (S.FAILED,))
+    assert rec.starts == [0, 1, 3, 7, 15, 31]
+    assert info.metric.success_count == 6
+    assert info.metric.error_count == 0
+
+
+@pytest.mark.parametrize("policy", list(RestartPolicy))
+async def test_failure(policy: RestartPolicy, autojump_clock: trio.testing.MockClock) -> None:
+    """A failure is FAILED at once under NEVER, retried under ALWAYS and ON_FAILURE."""
+    rec = Recorder(fail("bad thing"))
+    info, now = await run_one(rec, (S.FAILED,), restart_policy=policy, max_restarts=1)
+    assert info.metric.last_error == "bad thing"
+    assert isinstance(info.error, ValueError)
+    assert info.metric.last_error_time is not None
+    if policy is RestartPolicy.NEVER:
+        assert rec.starts == [0]
+        assert info.metric.error_count == 1
+    else:
+        assert rec.starts == [0, 1]
+        assert info.metric.error_count == 2
+        assert now == 1
+
+
+@pytest.mark.parametrize("policy", list(RestartPolicy))
+async def test_do_not_restart_clean(policy: RestartPolicy, autojump_clock: trio.testing.MockClock) -> None:
+    """A bare DoNotRestart completes under every policy."""
+    rec = Recorder(raising(trisup.no_restart(), after=1))
+    info, now = await run_one(rec, (S.COMPLETED,), restart_policy=policy)
+    assert now == 1
+    assert rec.starts == [0]
+    assert info.metric.success_count == 1
+    assert info.metric.error_count == 0
+
+
+@pytest.mark.parametrize("policy", list(RestartPolicy))
+async def test_do_not_restart_with_cause(
+    policy: RestartPolicy, autojump_clock: trio.testing.MockClock
+) -> None:
+    """DoNotRestart with a cause, or beside other errors, is FAILED without retry."""
+    for exc in (
+        trisup.no_restart(OSError("no disk")),
+        ExceptionGroup("g", [trisup.no_restart(), KeyError("k")]),
+    ):
+        rec = Recorder(raising(exc))
+        info, _ = await run_one(rec, (S.FAILED,), restart_policy=policy)
+        assert rec.starts == [0]
+        assert info.metric.error_count == 1
+        assert info.metric.success_count == 0
+    assert info.metric.last_error.startswith("g")
+
+
+async def test_raise_from_is_a_failure(autojump_clock: trio.testing.MockClock) -> None:
+    """`raise no_restart() from err` counts as a failure that is not retried."""
+
+    async def body() -> None:
+        try:
+            raise OSError("gone")
+        except OSError as err:
+            raise trisup.no_restart() from err
+
+    info, _ = await run_one(body, (S.FAILED,))
+    assert info.metric.last_error == "gone"
+
+
+@pytest.mark.parametrize("policy", list(RestartPolicy))
+async def test_fatal_fails_and_terminates(
+    policy: RestartPolicy, autojump_clock: trio.testing.MockClock
+) -> None:
+    """A fatal error fails the service and ends serve with that FatalError."""
+    fatal = trisup.as_fatal(RuntimeError("corrupt"), ExitStatus.UPGRADE)
+    m = trisup.Manager()
+    m.add(trisup.new_service("a", trio.sleep_forever))
+    m.add(trisup.new_service("svc", raising(fatal, after=2)), restart_policy=policy)
+    with pytest.raises(trisup.FatalError) as caught:
+        await m.serve()
+    assert caught.value is fatal
+    assert trio.current_time() == 2
+    info = m.get_service_info("svc")
+    assert info.status is S.FAILED
+    assert info.metric.error_count == 1
+    assert info.metric.last_error == "corrupt"
+    assert m.get_service_info("a").metric.success_count == 1
+
+
+async def test_exception_group_leaves_classified(autojump_clock: trio.testing.MockClock) -> None:
+    """A fatal leaf deep in a group is fatal; a group of plain errors is a failure."""
+    fatal = trisup.as_fatal(None, ExitStatus.RESTART)
+
+    async def nested_fatal() -> None:
+        async with trio.open_nursery() as n:
+            n.start_soon(raising(fatal, after=1))
+            await trio.sleep_forever()
+
+    m = trisup.Manager()
+    m.add(trisup.new_service("svc", nested_fatal))
+    with pytest.raises(trisup.FatalError) as caught:
+        await m.serve()
+    assert caught.value is fatal
+
+    async def group_of_two() -> None:
+        raise ExceptionGroup("two", [ValueError("a"), KeyError("b")])
+
+    info, _ = await run_one(group_of_two, (S.FAILED,), restart_policy=RestartPolicy.NEVER)
+    assert info.metric.last_error == "two (2 sub-exceptions)"
+
+    async def one_in_nursery() -> None:
+        async with trio.open_nursery() as n:
+            n.start_soon(fail("inner message"))
+
+    info, _ = await run_one(one_in_nursery, (S.FAILED,), restart_policy=RestartPolicy.NEVER)
+    assert info.metric.last_error == "inner message"
+    assert isinstance(info.error, ExceptionGroup)
+
+
+@pytest.mark.parametrize("exc", [TimeoutError("t"), trio.TooSlowError()])
+async def test_timeouts_are_failures(exc: Exception, autojump_clock: trio.testing.MockClock) -> None:
+    """TimeoutError and TooSlowError are ordinary failures."""
+    info, _ = await run_one(raising(exc), (S.FAILED,), restart_policy=RestartPolicy.NEVER)
+    assert info.metric.error_count == 1
+
+
+async def test_terminate_supervisor(autojump_clock: trio.testing.MockClock) -> None:
+    """A TerminateSupervisor ends serve with itself."""
+    term = trisup.TerminateSupervisor("enough")
+    m = trisup.Manager()
+    m.add(trisup.new_service("svc", raising(term, after=1)))
+    with pytest.raises(trisup.TerminateSupervisor) as caught:
+        await m.serve()
+    assert caught.value is term
+    assert m.get_service_info("svc").status is S.FAILED
+
+
+async def test_leaked_cancelled_is_a_failure(autojump_clock: trio.testing.MockClock) -> None:
+    """A Cancelled escaping serve without a stop is a service bug: a failure."""
+
+    async def leak() -> None:
+        saved: trio.Cancelled | None = None
+        with trio.CancelScope() as cs:
+            cs.cancel()
+            try:
+                await trio.sleep(0)
+            except trio.Cancelled as exc:
+                saved = exc
+        assert saved is not None
+        raise saved
+
+    info, _ = await run_one(leak, (S.FAILED,), restart_policy=RestartPolicy.NEVER)
+    assert info.metric.error_count == 1
+    assert isinstance(info.error, trio.Cancelled)
+
+
+@pytest.mark.parametrize("exc_type", [KeyboardInterrupt, SystemExit])
+async def test_base_exceptions_propagate(
+    exc_type: type[BaseException], autojump_clock: trio.testing.MockClock
+) -> None:
+    """KeyboardInterrupt and SystemExit are never caught; the manager shuts down in order."""
+    stopped: list[str] = []
+
+    async def steady() -> None:
+        try:
+            await trio.sleep_forever()
+        finally:
+            stopped.append("steady")
+
+    m = trisup.Manager()
+    m.add(trisup.new_service("steady", steady))
+    m.add(trisup.new_service("bad", raising(exc_type(), after=1)))
+    with pytest.RaisesGroup(exc_type, flatten_subgroups=True):
+        await m.serve()
+    assert stopped == ["steady"]
+    assert trio.current_time() == 1
+
+
+async def test_base_exception_inside_group_propagates(autojump_clock: trio.testing.MockClock) -> None:
+    """A KeyboardInterrupt inside a service's nursery still tears the manager down."""
+
+    async def body() -> None:
+        async with trio.open_nursery() as n:
+            n.start_soon(raising(KeyboardInterrupt()))
+            await trio.sleep_forever()
+
+    m = trisup.Manager()
+    m.add(trisup.new_service("bad", body))
+    with pytest.RaisesGroup(KeyboardInterrupt, flatten_subgroups=True):
+        await m.serve()
+
+
+async def test_readiness(autojump_clock: trio.testing.MockClock) -> None:
+    """A service taking task_status is STARTING until started(), then RUNNING."""
+
+    async def slow_start(*, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
+        await trio.sleep(2)
+        task_status.started()
+        with pytest.raises(RuntimeError):
+            task_status.started()
+        await trio.sleep_forever()
+
+    m = trisup.Manager()
+    m.add(trisup.new_service("svc", slow_start))
+    async with trio.open_nursery() as nursery:
+        nursery.start_soon(m.serve)
+        await settle(m, "svc", S.STARTING)
+        assert trio.current_time() == 0
+        await settle(m, "svc", S.RUNNING)
+        assert trio.current_time() == 2
+        nursery.cancel_scope.cancel()
+
+
+async def test_status_error_after_shutdown_in_backoff(autojump_clock: trio.testing.MockClock) -> None:
+    """A shutdown during a backoff wait leaves ERROR (not running, consec > 0)."""
+    m = trisup.Manager()
+    m.add(trisup.new_service("svc", fail()))
+    with trio.move_on_after(0.5):
+        await m.serve()
+    info = m.get_service_info("svc")
+    assert info.status is S.ERROR
+    assert info.metric.success_count == 0
+    assert trio.current_time() == 0.5
+
+
+async def test_uptimes(autojump_clock: trio.testing.MockClock) -> None:
+    """total_uptime includes the current run; average divides by start_count."""
+    rec = Recorder(fail(after=2), forever())
+    m = trisup.Manager()
+    m.add(trisup.new_service("svc", rec))
+    async with trio.open_nursery() as nursery:
+        await nursery.start(m.serve)
+        await trio.sleep(7)
+        info = m.get_service_info("svc").metric
+        assert rec.starts == [0, 3]
+        assert info.current_uptime == 4
+        assert info.total_uptime == 6
+        assert info.average_uptime == 3
+        assert info.start_count == 2
+        nursery.cancel_scope.cancel()
