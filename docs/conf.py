@@ -41,6 +41,7 @@ napoleon_google_docstring = True
 napoleon_numpy_docstring = False
 napoleon_use_ivar = True
 napoleon_use_rtype = False
+napoleon_attr_annotations = False
 
 # MyST: anchors for headings down to level 3, so pages can link to sections.
 myst_heading_anchors = 3

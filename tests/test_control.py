@@ -54,7 +54,9 @@ async def manager(autojump_clock: trio.testing.MockClock) -> AsyncIterator[trisu
         nursery.cancel_scope.cancel()
 
 
-async def test_stop_and_start_running(manager: trisup.Manager, autojump_clock: trio.testing.MockClock) -> None:
+async def test_stop_and_start_running(
+    manager: trisup.Manager, autojump_clock: trio.testing.MockClock
+) -> None:
     """stop_service stops a running service; start_service runs it again."""
     await manager.stop_service("steady")
     info = manager.get_service_info("steady")
@@ -72,7 +74,9 @@ async def test_stop_and_start_running(manager: trisup.Manager, autojump_clock: t
     assert trio.current_time() == 0
 
 
-async def test_start_returns_once_entered_not_ready(manager: trisup.Manager, autojump_clock: trio.testing.MockClock) -> None:
+async def test_start_returns_once_entered_not_ready(
+    manager: trisup.Manager, autojump_clock: trio.testing.MockClock
+) -> None:
     """start_service returns once serve is entered, without waiting for readiness."""
     p = Probe("slow", ready_after=5)
     manager.add(p, auto_start=False)
@@ -86,7 +90,9 @@ async def test_start_returns_once_entered_not_ready(manager: trisup.Manager, aut
     assert trio.current_time() == 5
 
 
-async def test_stop_during_backoff_returns_at_once(manager: trisup.Manager, autojump_clock: trio.testing.MockClock) -> None:
+async def test_stop_during_backoff_returns_at_once(
+    manager: trisup.Manager, autojump_clock: trio.testing.MockClock
+) -> None:
     """A stop during a backoff wait returns at once and counts no success."""
     p = Probe("flaky", fail_at_once=True)
     manager.add(p, restart_delay=100)
@@ -100,7 +106,9 @@ async def test_stop_during_backoff_returns_at_once(manager: trisup.Manager, auto
     assert info.metric.start_count == 1
 
 
-async def test_start_while_waiting_restarts_at_once(manager: trisup.Manager, autojump_clock: trio.testing.MockClock) -> None:
+async def test_start_while_waiting_restarts_at_once(
+    manager: trisup.Manager, autojump_clock: trio.testing.MockClock
+) -> None:
     """start_service on a service waiting to restart starts it at once, counters cleared."""
     p = Probe("flaky", fail_at_once=True)
     manager.add(p, restart_delay=100)
@@ -116,7 +124,9 @@ async def test_start_while_waiting_restarts_at_once(manager: trisup.Manager, aut
     assert info.metric.error_count == 1  # lifetime counters stay
 
 
-async def test_start_failed_and_completed(manager: trisup.Manager, autojump_clock: trio.testing.MockClock) -> None:
+async def test_start_failed_and_completed(
+    manager: trisup.Manager, autojump_clock: trio.testing.MockClock
+) -> None:
     """start_service clears failed and completed and starts afresh."""
     p = Probe("once", fail_at_once=True)
     manager.add(p, restart_policy=RestartPolicy.NEVER)
@@ -140,7 +150,9 @@ async def test_start_failed_and_completed(manager: trisup.Manager, autojump_cloc
     assert manager.get_service_info("quick").metric.success_count == 2
 
 
-async def test_stop_failed_completed_stopped(manager: trisup.Manager, autojump_clock: trio.testing.MockClock) -> None:
+async def test_stop_failed_completed_stopped(
+    manager: trisup.Manager, autojump_clock: trio.testing.MockClock
+) -> None:
     """Stopping a failed or completed service marks it stopped and returns at once."""
     manager.add(Probe("bad", fail_at_once=True), restart_policy=RestartPolicy.NEVER)
     await manager.wait_status("bad", S.FAILED)
@@ -149,8 +161,10 @@ async def test_stop_failed_completed_stopped(manager: trisup.Manager, autojump_c
     assert trio.current_time() == 0
 
 
-async def test_stop_timeout(manager: trisup.Manager, autojump_clock: trio.testing.MockClock) -> None:
-    """A shielding service makes stop_service raise ServiceStopTimeout after exactly stop_timeout."""
+async def test_stop_timeout(
+    manager: trisup.Manager, autojump_clock: trio.testing.MockClock
+) -> None:
+    """A shielding service makes stop_service raise ServiceStopTimeout after stop_timeout."""
     p = Probe("stubborn")
     p.shield_for = 25
     manager.add(p, stop_timeout=4)
@@ -167,7 +181,9 @@ async def test_stop_timeout(manager: trisup.Manager, autojump_clock: trio.testin
     assert p.live == 1
 
 
-async def test_restart_service(manager: trisup.Manager, autojump_clock: trio.testing.MockClock) -> None:
+async def test_restart_service(
+    manager: trisup.Manager, autojump_clock: trio.testing.MockClock
+) -> None:
     """restart_service stops, then starts; the instances never overlap."""
     p = Probe("svc")
     p.shield_for = 1
@@ -180,7 +196,9 @@ async def test_restart_service(manager: trisup.Manager, autojump_clock: trio.tes
     assert manager.get_service_info("svc").metric.start_count == 2
 
 
-async def test_restart_stopped_and_failed(manager: trisup.Manager, autojump_clock: trio.testing.MockClock) -> None:
+async def test_restart_stopped_and_failed(
+    manager: trisup.Manager, autojump_clock: trio.testing.MockClock
+) -> None:
     """restart_service on a stopped or failed service starts it."""
     manager.add(Probe("off"), auto_start=False)
     await manager.restart_service("off")
@@ -193,7 +211,9 @@ async def test_restart_stopped_and_failed(manager: trisup.Manager, autojump_cloc
     assert manager.get_service_info("bad").status is S.RUNNING
 
 
-async def test_restart_timeout_starts_nothing(manager: trisup.Manager, autojump_clock: trio.testing.MockClock) -> None:
+async def test_restart_timeout_starts_nothing(
+    manager: trisup.Manager, autojump_clock: trio.testing.MockClock
+) -> None:
     """A restart whose stop times out raises and starts nothing."""
     p = Probe("stubborn")
     p.shield_for = 100
@@ -206,7 +226,9 @@ async def test_restart_timeout_starts_nothing(manager: trisup.Manager, autojump_
     assert manager.get_service_info("stubborn").status is S.STOPPED
 
 
-async def test_reset_service(manager: trisup.Manager, autojump_clock: trio.testing.MockClock) -> None:
+async def test_reset_service(
+    manager: trisup.Manager, autojump_clock: trio.testing.MockClock
+) -> None:
     """reset_service clears failed and counters, starts nothing; a failed one shows IDLE."""
     p = Probe("bad", fail_at_once=True)
     manager.add(p, max_restarts=1)
@@ -223,7 +245,9 @@ async def test_reset_service(manager: trisup.Manager, autojump_clock: trio.testi
     assert manager.get_service_info("bad").status is S.STOPPED
 
 
-async def test_reset_keeps_completed(manager: trisup.Manager, autojump_clock: trio.testing.MockClock) -> None:
+async def test_reset_keeps_completed(
+    manager: trisup.Manager, autojump_clock: trio.testing.MockClock
+) -> None:
     """reset_service leaves completed alone."""
 
     async def quick() -> None:
@@ -235,7 +259,9 @@ async def test_reset_keeps_completed(manager: trisup.Manager, autojump_clock: tr
     assert manager.get_service_info("quick").status is S.COMPLETED
 
 
-async def test_reset_while_crashing(manager: trisup.Manager, autojump_clock: trio.testing.MockClock) -> None:
+async def test_reset_while_crashing(
+    manager: trisup.Manager, autojump_clock: trio.testing.MockClock
+) -> None:
     """reset_service during a backoff gives a fresh delay schedule from the next failure."""
     p = Probe("flaky", fail_at_once=True)
     manager.add(p)
@@ -243,7 +269,7 @@ async def test_reset_while_crashing(manager: trisup.Manager, autojump_clock: tri
     assert p.entered == [0, 1, 3]
     manager.reset_service("flaky")
     assert manager.get_service_info("flaky").status is S.RUNNING  # waiting, no failures
-    await trio.sleep(4)
+    await trio.sleep(5)  # the wait in progress ends at 7; the next delay is 1 again
     assert p.entered == [0, 1, 3, 7, 8]
 
 
@@ -258,7 +284,9 @@ async def test_delete(manager: trisup.Manager, autojump_clock: trio.testing.Mock
     await manager.wait_status("steady", S.RUNNING)
 
 
-async def test_delete_timeout_keeps_registration(manager: trisup.Manager, autojump_clock: trio.testing.MockClock) -> None:
+async def test_delete_timeout_keeps_registration(
+    manager: trisup.Manager, autojump_clock: trio.testing.MockClock
+) -> None:
     """A delete whose stop times out raises and keeps the service, stopped."""
     p = Probe("stubborn")
     p.shield_for = 10
@@ -273,9 +301,16 @@ async def test_delete_timeout_keeps_registration(manager: trisup.Manager, autoju
     assert not manager.has("stubborn")
 
 
-async def test_unknown_names(manager: trisup.Manager, autojump_clock: trio.testing.MockClock) -> None:
+async def test_unknown_names(
+    manager: trisup.Manager, autojump_clock: trio.testing.MockClock
+) -> None:
     """Every verb raises ServiceNotFound for an unknown name."""
-    for verb in (manager.start_service, manager.stop_service, manager.restart_service, manager.delete):
+    for verb in (
+        manager.start_service,
+        manager.stop_service,
+        manager.restart_service,
+        manager.delete,
+    ):
         with pytest.raises(trisup.ServiceNotFound, match="name=nope"):
             await verb("nope")
     with pytest.raises(trisup.ServiceNotFound):
@@ -287,7 +322,9 @@ async def test_unknown_names(manager: trisup.Manager, autojump_clock: trio.testi
     assert not manager.has("nope")
 
 
-async def test_remove_services_concurrent(manager: trisup.Manager, autojump_clock: trio.testing.MockClock) -> None:
+async def test_remove_services_concurrent(
+    manager: trisup.Manager, autojump_clock: trio.testing.MockClock
+) -> None:
     """remove_services takes the slowest stop, not the sum; errors are logged."""
     for name, shield in (("a", 1.0), ("b", 3.0), ("c", 2.0)):
         p = Probe(name)
@@ -302,9 +339,11 @@ async def test_remove_services_concurrent(manager: trisup.Manager, autojump_cloc
     assert [s.name for s in manager.services()] == ["stubborn"]
 
 
-async def test_restart_services_concurrent(manager: trisup.Manager, autojump_clock: trio.testing.MockClock) -> None:
+async def test_restart_services_concurrent(
+    manager: trisup.Manager, autojump_clock: trio.testing.MockClock
+) -> None:
     """restart_services restarts all concurrently: the slowest stop, not the sum."""
-    probes = []
+    probes: list[Probe] = []
     for name, shield in (("a", 1.0), ("b", 3.0)):
         p = Probe(name)
         p.shield_for = shield
@@ -317,7 +356,9 @@ async def test_restart_services_concurrent(manager: trisup.Manager, autojump_clo
     assert all(i.status is S.RUNNING for i in manager.get_services_info())
 
 
-async def test_self_control(manager: trisup.Manager, autojump_clock: trio.testing.MockClock) -> None:
+async def test_self_control(
+    manager: trisup.Manager, autojump_clock: trio.testing.MockClock
+) -> None:
     """A service stopping, restarting or deleting itself does not deadlock."""
     calls: list[str] = []
 

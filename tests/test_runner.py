@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import itertools
 import random
 from collections.abc import Awaitable, Callable
 
 import pytest
 import trio
+import trio.lowlevel
 import trio.testing
 
 import trisup
@@ -118,7 +120,9 @@ async def test_sliding_window(autojump_clock: trio.testing.MockClock) -> None:
     assert info.restart_count == 4
 
 
-async def test_backoff_cap_and_fractional_multiplier(autojump_clock: trio.testing.MockClock) -> None:
+async def test_backoff_cap_and_fractional_multiplier(
+    autojump_clock: trio.testing.MockClock,
+) -> None:
     """Delays grow by 1.5 and stop at the cap: 1, 1.5, 2.25, 3, 3, ..."""
     rec = Recorder(fail())
     await run_one(
@@ -129,7 +133,7 @@ async def test_backoff_cap_and_fractional_multiplier(autojump_clock: trio.testin
         max_restarts=5,
         max_restarts_in_window=0,
     )
-    gaps = [b - a for a, b in zip(rec.starts, rec.starts[1:], strict=False)]
+    gaps = [b - a for a, b in itertools.pairwise(rec.starts)]
     assert gaps == [1, 1.5, 2.25, 3, 3]
 
 
@@ -148,7 +152,7 @@ async def test_jitter_within_bounds(autojump_clock: trio.testing.MockClock) -> N
 
     first = await starts_with(7)
     assert first == pytest.approx(await starts_with(7))
-    gaps = [b - a for a, b in zip(first, first[1:], strict=False)]
+    gaps = [b - a for a, b in itertools.pairwise(first)]
     for gap, base in zip(gaps, [1, 2, 4, 8], strict=True):
         assert base <= gap <= base * 1.5
     assert gaps != [1, 2, 4, 8]
@@ -184,7 +188,9 @@ async def test_healthy_reset_turns_crashing_into_running(
         nursery.cancel_scope.cancel()
 
 
-async def test_healthy_run_resets_before_next_failure(autojump_clock: trio.testing.MockClock) -> None:
+async def test_healthy_run_resets_before_next_failure(
+    autojump_clock: trio.testing.MockClock,
+) -> None:
     """A run that lasted restart_window resets the delay, so the next restart waits 1 s."""
     rec = Recorder(fail(), fail(), fail(after=10), fail())
     await run_one(rec, (S.FAILED,), restart_window=10, max_restarts=3, max_restarts_in_window=0)
@@ -224,7 +230,7 @@ async def test_clean_return(policy: RestartPolicy, autojump_clock: trio.testing.
 async def test_clean_returns_exhaust_window(autojump_clock: trio.testing.MockClock) -> None:
     """Under ALWAYS, clean exits count toward the window limit too."""
     rec = Recorder(succeed())
-    info, now = await run_one(rec, (S.FAILED,))
+    info, _ = await run_one(rec, (S.FAILED,))
     assert rec.starts == [0, 1, 3, 7, 15, 31]
     assert info.metric.success_count == 6
     assert info.metric.error_count == 0
@@ -248,7 +254,9 @@ async def test_failure(policy: RestartPolicy, autojump_clock: trio.testing.MockC
 
 
 @pytest.mark.parametrize("policy", list(RestartPolicy))
-async def test_do_not_restart_clean(policy: RestartPolicy, autojump_clock: trio.testing.MockClock) -> None:
+async def test_do_not_restart_clean(
+    policy: RestartPolicy, autojump_clock: trio.testing.MockClock
+) -> None:
     """A bare DoNotRestart completes under every policy."""
     rec = Recorder(raising(trisup.no_restart(), after=1))
     info, now = await run_one(rec, (S.COMPLETED,), restart_policy=policy)
@@ -339,7 +347,9 @@ async def test_exception_group_leaves_classified(autojump_clock: trio.testing.Mo
 
 
 @pytest.mark.parametrize("exc", [TimeoutError("t"), trio.TooSlowError()])
-async def test_timeouts_are_failures(exc: Exception, autojump_clock: trio.testing.MockClock) -> None:
+async def test_timeouts_are_failures(
+    exc: Exception, autojump_clock: trio.testing.MockClock
+) -> None:
     """TimeoutError and TooSlowError are ordinary failures."""
     info, _ = await run_one(raising(exc), (S.FAILED,), restart_policy=RestartPolicy.NEVER)
     assert info.metric.error_count == 1
@@ -364,7 +374,7 @@ async def test_leaked_cancelled_is_a_failure(autojump_clock: trio.testing.MockCl
         with trio.CancelScope() as cs:
             cs.cancel()
             try:
-                await trio.sleep(0)
+                await trio.lowlevel.checkpoint()
             except trio.Cancelled as exc:
                 saved = exc
         assert saved is not None
@@ -397,7 +407,9 @@ async def test_base_exceptions_propagate(
     assert trio.current_time() == 1
 
 
-async def test_base_exception_inside_group_propagates(autojump_clock: trio.testing.MockClock) -> None:
+async def test_base_exception_inside_group_propagates(
+    autojump_clock: trio.testing.MockClock,
+) -> None:
     """A KeyboardInterrupt inside a service's nursery still tears the manager down."""
 
     async def body() -> None:
@@ -432,7 +444,9 @@ async def test_readiness(autojump_clock: trio.testing.MockClock) -> None:
         nursery.cancel_scope.cancel()
 
 
-async def test_status_error_after_shutdown_in_backoff(autojump_clock: trio.testing.MockClock) -> None:
+async def test_status_error_after_shutdown_in_backoff(
+    autojump_clock: trio.testing.MockClock,
+) -> None:
     """A shutdown during a backoff wait leaves ERROR (not running, consec > 0)."""
     m = trisup.Manager()
     m.add(trisup.new_service("svc", fail()))

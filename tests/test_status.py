@@ -53,7 +53,7 @@ def test_rfc3339() -> None:
 def test_enums() -> None:
     """Enum values are the seed's."""
     assert [int(p) for p in trisup.RestartPolicy] == [0, 1, 2]
-    assert trisup.RestartPolicy.ON_FAILURE == 1
+    assert int(trisup.RestartPolicy.ON_FAILURE) == 1
     assert [str(s) for s in trisup.ServiceStatus] == [
         "idle",
         "starting",

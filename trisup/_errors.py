@@ -22,7 +22,7 @@ An exception is *present* in another when it is that exception, anything in its
 from __future__ import annotations
 
 from collections.abc import Iterator
-from typing import final
+from typing import cast, final
 
 from ._status import ExitStatus
 
@@ -163,16 +163,24 @@ def _safe_str(obj: object) -> str:
         return f"<{type(obj).__name__} with unprintable message>"
 
 
+def children(exc: BaseException) -> tuple[BaseException, ...] | None:
+    """The members of an exception group, or ``None`` for any other exception."""
+    if isinstance(exc, BaseExceptionGroup):
+        return cast("BaseExceptionGroup[BaseException]", exc).exceptions
+    return None
+
+
 def present(exc: BaseException) -> Iterator[BaseException]:
     """Yield every exception present in *exc* (see the module docstring)."""
     seen: set[int] = set()
     stack = [exc]
     while stack:
-        current = stack.pop()
+        current: BaseException | None = stack.pop()
         while current is not None and id(current) not in seen:
             seen.add(id(current))
-            if isinstance(current, BaseExceptionGroup):
-                stack.extend(reversed(current.exceptions))
+            members = children(current)
+            if members is not None:
+                stack.extend(reversed(members))
             yield current
             current = current.__cause__
 

@@ -363,9 +363,11 @@ class Manager:
             raise TypeError("wait_status() needs at least one status")
         wanted = frozenset(ServiceStatus(s) for s in statuses)
         runner = self._get(name)
-        value = runner.status.value
+        value: ServiceStatus | None = runner.status.value
         if value is None or value not in wanted:
-            value = await runner.status.wait_value(lambda v: v is None or v in wanted)
+            value = await runner.status.wait_value(  # pyright: ignore[reportUnknownMemberType]
+                lambda v: v is None or v in wanted  # pyright: ignore[reportUnknownLambdaType]
+            )
         if value is None:
             raise ServiceNotFound(name)
         return value

@@ -21,7 +21,7 @@ from trio_util import AsyncValue
 
 from ._backoff import RestartWindow, jittered, next_delay
 from ._config import ServiceConfig
-from ._errors import DoNotRestart, find_terminate, is_fatal_err, is_no_restart
+from ._errors import DoNotRestart, children, find_terminate, is_fatal_err, is_no_restart
 from ._service import Service, accepts_task_status
 from ._status import Metric, RestartPolicy, ServiceInfo, ServiceStatus
 
@@ -62,22 +62,26 @@ def _datetime(posix: float | None) -> datetime | None:
 
 def _escapes(error: BaseException) -> bool:
     """Whether *error* holds a ``BaseException`` that must not be caught."""
-    if isinstance(error, BaseExceptionGroup):
-        return any(_escapes(e) for e in error.exceptions)
+    members = children(error)
+    if members is not None:
+        return any(_escapes(e) for e in members)
     return not isinstance(error, (Exception, trio.Cancelled))
 
 
 def _clean_no_restart(error: BaseException) -> bool:
     """Whether every leaf is a `DoNotRestart` without a cause."""
-    if isinstance(error, BaseExceptionGroup):
-        return all(_clean_no_restart(e) for e in error.exceptions)
+    members = children(error)
+    if members is not None:
+        return all(_clean_no_restart(e) for e in members)
     return isinstance(error, DoNotRestart) and error.__cause__ is None
 
 
 def _message(error: BaseException) -> str:
     """The error's own message; a group of one error speaks for that error."""
-    while isinstance(error, BaseExceptionGroup) and len(error.exceptions) == 1:
-        error = error.exceptions[0]
+    members = children(error)
+    while members is not None and len(members) == 1:
+        error = members[0]
+        members = children(error)
     try:
         return str(error) or type(error).__name__
     except Exception:
@@ -399,6 +403,7 @@ class Runner:
                     return False  # rule 2: a stop
                 self.consec_failures = 0  # rule 6: a clean return
                 if config.restart_policy is RestartPolicy.ALWAYS:
+                    self.waiting = True
                     return True
                 self.completed = True
                 return False
@@ -428,6 +433,7 @@ class Runner:
                 self._log_failure(_ERROR_LEVEL, "failed, policy never restarts", error)
                 return False
             self._log_failure(_WARNING, "failed", error)
+            self.waiting = True  # on to the restart path: CRASHING, never a transient ERROR
             return True
         finally:
             self.update_status()
@@ -462,6 +468,7 @@ class Runner:
             )
 
     def _give_up(self, why: str) -> bool:
+        self.waiting = False
         self.failed = True
         self.update_status()
         if logger.isEnabledFor(logging.ERROR):
@@ -500,8 +507,6 @@ class Runner:
                 delay,
                 extra={"service": self.name, "event": "backing_off", "delay": delay},
             )
-        self.waiting = True
-        self.update_status()
         generation = self.generation
         with trio.CancelScope() as wait_scope:
             self._wait_scope = wait_scope
