@@ -14,7 +14,7 @@ def tests(session: nox.Session) -> None:
     """Run the test suite against the installed (non-editable) package."""
     session.install(".[test]")
     session.run("coverage", "run", "-m", "pytest", *session.posargs, env={"PYTHONHASHSEED": "0"})
-    session.run("coverage", "report", "--fail-under=90")
+    session.run("coverage", "report", "--fail-under=88")
 
 
 @nox.session
