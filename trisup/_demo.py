@@ -184,7 +184,7 @@ class Narrator(logging.Handler):
             if error is not None:
                 text = f"crashed again: {error}; {text}"
             return service, text
-        if event == "gave_up" and service:
+        if event == "failed" and service:
             return service, f"gave up: {_extra(record, 'reason')}"
         if event in _MANAGER_EVENTS:
             return _extra(record, "manager"), _MANAGER_EVENTS[event]

@@ -170,6 +170,21 @@ def children(exc: BaseException) -> tuple[BaseException, ...] | None:
     return None
 
 
+def error_message(error: BaseException) -> str:
+    """An error's own message; a group of one error speaks for that error.
+
+    An empty message gives the type's name, so a real failure is never blank.
+    """
+    members = children(error)
+    while members is not None and len(members) == 1:
+        error = members[0]
+        members = children(error)
+    try:
+        return str(error) or type(error).__name__
+    except Exception:
+        return f"<{type(error).__name__} with unprintable message>"
+
+
 def present(exc: BaseException) -> Iterator[BaseException]:
     """Yield every exception present in *exc* (see the module docstring)."""
     seen: set[int] = set()

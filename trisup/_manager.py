@@ -12,7 +12,8 @@ import math
 import random
 import signal
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import AsyncGenerator, Awaitable, Callable
+from contextlib import asynccontextmanager
 from typing import TypeVar, final
 
 import outcome
@@ -27,6 +28,16 @@ from ._errors import (
     ServiceStopTimeout,
     SupervisorError,
     find_terminate,
+)
+from ._events import (
+    EventHub,
+    ManagerStarted,
+    ManagerStopped,
+    ManagerStopping,
+    ServiceAdded,
+    ServiceRemoved,
+    ServiceStopTimedOut,
+    Subscription,
 )
 from ._runner import Runner, ServeContext
 from ._service import Service
@@ -84,6 +95,7 @@ class Manager:
         self.stop_timeout = float(stop_timeout)
         self._rng = rng if rng is not None else random.Random()
         self._runners: dict[str, Runner] = {}
+        self._hub = EventHub(name)
         self._before_start: list[Callable[[], object]] = []
         self._after_start: list[Callable[[], object]] = []
         self._before_stop: list[Callable[[], object]] = []
@@ -127,13 +139,12 @@ class Manager:
         if name in self._runners:
             raise ServiceAlreadyExists(name)
         config = repair(config, name)
-        runner = Runner(service, config, self._wall_now())
+        runner = Runner(service, config, self._wall_now(), self._hub)
         self._runners[name] = runner
-        logger.info(
-            "service %s added",
-            name,
-            extra={"service": name, "event": "added", "manager": self.name},
-        )
+        if self._hub.wanted(logging.INFO):
+            self._hub.emit(
+                ServiceAdded(manager=self.name, time=self._now(), service=name), logging.INFO
+            )
         ctx = self._ctx
         if ctx is not None and self._accepting and not runner.stopped:
             runner.spawn(ctx)
@@ -173,6 +184,29 @@ class Manager:
         if ctx is None or now is None:
             return time.time()
         return ctx.wall(now)
+
+    def _manager_event(self, kind: type[ManagerStarted | ManagerStopping | ManagerStopped]) -> None:
+        if self._hub.wanted(logging.INFO):
+            self._hub.emit(kind(manager=self.name, time=self._now()), logging.INFO)
+
+    @asynccontextmanager
+    async def subscribe(self, *, max_buffer: int = 1024) -> AsyncGenerator[Subscription]:
+        """Receive this manager's events while the block runs.
+
+        The stream is bounded by *max_buffer*: when a subscriber falls behind, the
+        oldest events are dropped and counted in `Subscription.lost`; the manager
+        never waits for a subscriber.
+
+        Raises:
+            ValueError: *max_buffer* is not a positive int.
+        """
+        if isinstance(max_buffer, bool) or not isinstance(max_buffer, int) or max_buffer < 1:
+            raise ValueError(f"max_buffer must be a positive int, not {max_buffer!r}")
+        sub = self._hub.subscribe(max_buffer)
+        try:
+            yield sub
+        finally:
+            self._hub.unsubscribe(sub)
 
     # ---------------------------------------------------------------- hooks
 
@@ -273,6 +307,13 @@ class Manager:
         with trio.move_on_after(timeout):
             await runner.wait_done()
             return
+        if self._hub.wanted(logging.WARNING):
+            self._hub.emit(
+                ServiceStopTimedOut(
+                    manager=self.name, time=self._now(), service=runner.name, timeout=timeout
+                ),
+                logging.WARNING,
+            )
         raise ServiceStopTimeout(runner.name, timeout)
 
     async def restart_service(self, name: str) -> None:
@@ -317,9 +358,11 @@ class Manager:
             del self._runners[runner.name]
         runner.deleted = True
         runner.status.value = None
-        logger.info(
-            "service %s deleted", runner.name, extra={"service": runner.name, "event": "removed"}
-        )
+        if self._hub.wanted(logging.INFO):
+            self._hub.emit(
+                ServiceRemoved(manager=self.name, time=self._now(), service=runner.name),
+                logging.INFO,
+            )
 
     async def remove_services(self) -> None:
         """Delete every service, concurrently; errors are logged, not raised."""
@@ -401,11 +444,7 @@ class Manager:
                 ctx = ServeContext(nursery, timer, time.time() - trio.current_time(), self._rng)
                 self._ctx = ctx
                 nursery.start_soon(timer.run, name=f"trisup:{self.name}:timer")
-                logger.info(
-                    "manager %s serving",
-                    self.name,
-                    extra={"manager": self.name, "event": "manager_started"},
-                )
+                self._manager_event(ManagerStarted)
                 try:
                     await self._startup(ctx, task_status)
                     await ctx.terminated.wait()
@@ -418,11 +457,7 @@ class Manager:
             self._ctx = None
             self._accepting = False
             self._serving = False
-        logger.info(
-            "manager %s stopped",
-            self.name,
-            extra={"manager": self.name, "event": "manager_stopped"},
-        )
+            self._manager_event(ManagerStopped)
         if error is not None:
             raise error
         if ctx is not None and ctx.fatal is not None:
@@ -456,11 +491,7 @@ class Manager:
     async def _shutdown(self, ctx: ServeContext) -> None:
         ctx.stopping = True
         self._accepting = False
-        logger.info(
-            "manager %s stopping",
-            self.name,
-            extra={"manager": self.name, "event": "manager_stopping"},
-        )
+        self._manager_event(ManagerStopping)
         with trio.CancelScope(shield=True) as scope:
             self._shutdown_scope = scope
             if self._aborted:

@@ -21,7 +21,25 @@ from trio_util import AsyncValue
 
 from ._backoff import RestartWindow, jittered, next_delay
 from ._config import ServiceConfig
-from ._errors import DoNotRestart, children, find_terminate, is_fatal_err, is_no_restart
+from ._errors import (
+    DoNotRestart,
+    children,
+    error_message,
+    find_terminate,
+    is_fatal_err,
+    is_no_restart,
+)
+from ._events import (
+    EventHub,
+    ServiceBackingOff,
+    ServiceExited,
+    ServiceFailed,
+    ServiceReady,
+    ServiceRestarting,
+    ServiceStarting,
+    ServiceStatusChanged,
+    ServiceStopped,
+)
 from ._service import Service, accepts_task_status
 from ._status import Metric, RestartPolicy, ServiceInfo, ServiceStatus
 
@@ -30,12 +48,18 @@ if TYPE_CHECKING:
 
 __all__ = ["Runner", "ServeContext"]
 
-logger = logging.getLogger("trisup")
-status_logger = logging.getLogger("trisup.status")
+
+def _now() -> float | None:
+    try:
+        return trio.current_time()
+    except RuntimeError:
+        return None
+
 
 _DEBUG = logging.DEBUG
 _INFO = logging.INFO
 _WARNING = logging.WARNING
+_ERROR = logging.ERROR
 
 
 @dataclass(slots=True, eq=False)
@@ -76,18 +100,6 @@ def _clean_no_restart(error: BaseException) -> bool:
     return isinstance(error, DoNotRestart) and error.__cause__ is None
 
 
-def _message(error: BaseException) -> str:
-    """The error's own message; a group of one error speaks for that error."""
-    members = children(error)
-    while members is not None and len(members) == 1:
-        error = members[0]
-        members = children(error)
-    try:
-        return str(error) or type(error).__name__
-    except Exception:
-        return f"<{type(error).__name__} with unprintable message>"
-
-
 class _Readiness:
     """The ``task_status`` a service receives; ``started()`` marks it ready."""
 
@@ -109,8 +121,11 @@ class _Readiness:
 class Runner:
     """The state and the task of one registered service."""
 
-    def __init__(self, service: Service, config: ServiceConfig, created_at: float) -> None:
+    def __init__(
+        self, service: Service, config: ServiceConfig, created_at: float, hub: EventHub
+    ) -> None:
         self.service = service
+        self.hub = hub
         self.name: str = service.name
         self.config = config
         self.accepts_task_status = accepts_task_status(service)
@@ -182,13 +197,13 @@ class Runner:
         old = self.status.value
         if new is not old and not self.deleted:
             self.status.value = new
-            if status_logger.isEnabledFor(_DEBUG):
-                status_logger.debug(
-                    "%s: %s -> %s",
-                    self.name,
-                    old,
-                    new,
-                    extra={"service": self.name, "event": "status", "old": old, "new": new},
+            hub = self.hub
+            if old is not None and hub.wanted_status():
+                hub.emit(
+                    ServiceStatusChanged(
+                        manager=hub.manager, time=_now(), service=self.name, old=old, new=new
+                    ),
+                    _DEBUG,
                 )
 
     def reset_counters(self) -> None:
@@ -300,6 +315,10 @@ class Runner:
             return
         self.ready = True
         self.update_status()
+        if self.hub.wanted(_DEBUG):
+            self.hub.emit(
+                ServiceReady(manager=self.hub.manager, time=_now(), service=self.name), _DEBUG
+            )
         self._set_settled()
 
     def healthy(self, attempt: int) -> None:
@@ -347,6 +366,10 @@ class Runner:
                 self.reset_counters()
                 self.completed = False
         finally:
+            if self.cancelled and self.hub.wanted(_INFO):
+                self.hub.emit(
+                    ServiceStopped(manager=self.hub.manager, time=_now(), service=self.name), _INFO
+                )
             self.task = None
             self.scope = None
             self.alive = False
@@ -373,6 +396,16 @@ class Runner:
         if self.consec_failures or len(self.window) or self.current_delay != config.restart_delay:
             ctx.timer.schedule(now + config.restart_window, self, attempt)
         self.update_status()
+        hub = self.hub
+        if hub.wanted(_DEBUG):
+            hub.emit(
+                ServiceStarting(
+                    manager=hub.manager, time=now, service=self.name, start_count=self.start_count
+                ),
+                _DEBUG,
+            )
+            if self.ready:
+                hub.emit(ServiceReady(manager=hub.manager, time=now, service=self.name), _DEBUG)
         if self._entered is not None:
             self._entered.set()
             self._entered = None
@@ -400,8 +433,10 @@ class Runner:
                     raise error
                 self.success_count += 1
                 if self.cancelled:
+                    self._exited("stopped", error, uptime, _DEBUG)
                     return False  # rule 2: a stop
                 self.consec_failures = 0  # rule 6: a clean return
+                self._exited("clean", None, uptime, _INFO)
                 if config.restart_policy is RestartPolicy.ALWAYS:
                     self.waiting = True
                     return True
@@ -412,7 +447,8 @@ class Runner:
             if is_fatal_err(error):  # rule 3
                 self._record_error(ctx, error, now)
                 self.failed = True
-                self._log_failure(_ERROR_LEVEL, "fatal error", error)
+                self._exited("fatal", error, uptime, _ERROR)
+                self._failed("fatal error")
                 if ctx.fatal is None:
                     ctx.fatal = find_terminate(error)
                 ctx.terminated.set()
@@ -421,18 +457,20 @@ class Runner:
                 if _clean_no_restart(error):
                     self.success_count += 1
                     self.completed = True
+                    self._exited("no_restart", error, uptime, _INFO)
                     return False
                 self._record_error(ctx, error, now)
                 self.failed = True
-                self._log_failure(_ERROR_LEVEL, "failed, not restarting", error)
+                self._exited("no_restart_failure", error, uptime, _WARNING)
+                self._failed("do not restart")
                 return False
             self._record_error(ctx, error, now)  # rule 5
             self.consec_failures += 1
+            self._exited("failure", error, uptime, _WARNING)
             if config.restart_policy is RestartPolicy.NEVER:
                 self.failed = True
-                self._log_failure(_ERROR_LEVEL, "failed, policy never restarts", error)
+                self._failed("restart policy is never")
                 return False
-            self._log_failure(_WARNING, "failed", error)
             self.waiting = True  # on to the restart path: CRASHING, never a transient ERROR
             return True
         finally:
@@ -442,48 +480,45 @@ class Runner:
     def _record_error(self, ctx: ServeContext, error: BaseException, now: float) -> None:
         self.error_count += 1
         self.error = error
-        self.last_error = _message(error)
+        self.last_error = error_message(error)
         self.last_error_time = now + ctx.wall_offset
 
-    def _log_failure(self, level: int, what: str, error: BaseException) -> None:
-        text = self.last_error
-        if text == self._last_logged:
-            level = _DEBUG  # the seed's de-duplication of identical failures
-        self._last_logged = text
-        if logger.isEnabledFor(level):
-            logger.log(
+    def _exited(
+        self, outcome_class: str, error: BaseException | None, uptime: float, level: int
+    ) -> None:
+        if error is not None and level > _DEBUG:
+            text = self.last_error
+            if text == self._last_logged:
+                level = _DEBUG  # the seed's de-duplication of identical failures
+            self._last_logged = text
+        hub = self.hub
+        if hub.wanted(level):
+            hub.emit(
+                ServiceExited(
+                    manager=hub.manager,
+                    time=_now(),
+                    service=self.name,
+                    outcome=outcome_class,
+                    error=error,
+                    uptime=uptime,
+                ),
                 level,
-                "service %s %s: %s",
-                self.name,
-                what,
-                text,
                 exc_info=error if level > _DEBUG else None,
-                extra={
-                    "service": self.name,
-                    "event": "exited",
-                    "error": text,
-                    "error_count": self.error_count,
-                    "consec_failures": self.consec_failures,
-                },
+            )
+
+    def _failed(self, reason: str) -> None:
+        hub = self.hub
+        if hub.wanted(_ERROR):
+            hub.emit(
+                ServiceFailed(manager=hub.manager, time=_now(), service=self.name, reason=reason),
+                _ERROR,
             )
 
     def _give_up(self, why: str) -> bool:
         self.waiting = False
         self.failed = True
         self.update_status()
-        if logger.isEnabledFor(logging.ERROR):
-            logger.error(
-                "service %s failed permanently: %s",
-                self.name,
-                why,
-                extra={
-                    "service": self.name,
-                    "event": "gave_up",
-                    "reason": why,
-                    "restart_count": self.restart_count,
-                    "window_restarts": self.window_restarts,
-                },
-            )
+        self._failed(why)
         return False
 
     async def _backoff(self, ctx: ServeContext) -> bool:
@@ -500,12 +535,11 @@ class Runner:
                 f"{in_window} restarts within restart_window={config.restart_window:g}s"
             )
         delay = jittered(self.current_delay, config.jitter, ctx.rng)
-        if logger.isEnabledFor(_INFO):
-            logger.info(
-                "service %s restarting in %gs",
-                self.name,
-                delay,
-                extra={"service": self.name, "event": "backing_off", "delay": delay},
+        hub = self.hub
+        if hub.wanted(_INFO):
+            hub.emit(
+                ServiceBackingOff(manager=hub.manager, time=now, service=self.name, delay=delay),
+                _INFO,
             )
         generation = self.generation
         with trio.CancelScope() as wait_scope:
@@ -524,11 +558,18 @@ class Runner:
         self.window.record(now, config.max_restarts_in_window)
         self.window_restarts = self.window.count(now, config.restart_window)
         self.window_start = self._wall(ctx, self.window.oldest())
+        if hub.wanted(_DEBUG):
+            hub.emit(
+                ServiceRestarting(
+                    manager=hub.manager,
+                    time=now,
+                    service=self.name,
+                    restart_count=self.restart_count,
+                ),
+                _DEBUG,
+            )
         return True
 
     @staticmethod
     def _wall(ctx: ServeContext, t: float | None) -> float | None:
         return None if t is None else t + ctx.wall_offset
-
-
-_ERROR_LEVEL = logging.ERROR

@@ -1,0 +1,151 @@
+"""Events: one per transition, bounded subscriptions, logging from the same events."""
+
+from __future__ import annotations
+
+import logging
+
+import pytest
+import trio
+import trio.testing
+
+import trisup
+from trisup import ServiceStatus
+from trisup import events as ev
+
+S = ServiceStatus
+
+
+async def _fail_after(t: float) -> None:
+    await trio.sleep(t)
+    raise ValueError("boom")
+
+
+async def test_event_sequence_of_a_failing_service(autojump_clock: trio.testing.MockClock) -> None:
+    """A service failing twice then giving up emits its whole story, in order, timed."""
+    m = trisup.Manager("m")
+    seen: list[tuple[str, float | None]] = []
+    async with m.subscribe() as events, trio.open_nursery() as nursery:
+        m.add(trisup.new_service("svc", _fail_after, 1), max_restarts=1)
+        await nursery.start(m.serve)
+        await m.wait_status("svc", S.FAILED)
+        await trio.testing.wait_all_tasks_blocked()
+        while (event := events.receive_nowait()) is not None:
+            assert event.manager == "m"
+            if isinstance(event, ev.ServiceEvent):
+                assert event.service == "svc"
+            seen.append((event.kind, event.time))
+        nursery.cancel_scope.cancel()
+    kinds = [k for k, _ in seen if k != "status"]
+    assert kinds == [
+        "added",
+        "manager_started",
+        "starting",
+        "ready",
+        "exited",
+        "backing_off",
+        "restarting",
+        "starting",
+        "ready",
+        "exited",
+        "failed",
+    ]
+    times = dict(reversed(seen))  # first time of each kind
+    assert times["exited"] == 1
+    assert times["restarting"] == 2
+    statuses = [k for k, _ in seen if k == "status"]
+    assert statuses
+
+
+async def test_exited_outcomes(autojump_clock: trio.testing.MockClock) -> None:
+    """ServiceExited carries the outcome class and the error."""
+    m = trisup.Manager()
+    m.add(trisup.new_service("svc", _fail_after, 0.5), restart_policy=trisup.RestartPolicy.NEVER)
+    m.add(trisup.new_service("idle", trio.sleep_forever))
+    exits: list[ev.ServiceExited] = []
+    async with m.subscribe() as events:
+        with trio.move_on_after(2):
+            await m.serve()
+        exits = [e for e in _sync_drain(events) if isinstance(e, ev.ServiceExited)]
+    by_name = {e.service: e for e in exits}
+    assert by_name["svc"].outcome == "failure"
+    assert isinstance(by_name["svc"].error, ValueError)
+    assert by_name["svc"].uptime == 0.5
+    assert by_name["idle"].outcome == "stopped"
+    assert by_name["idle"].uptime == 2
+
+
+async def test_slow_subscriber_never_blocks(autojump_clock: trio.testing.MockClock) -> None:
+    """A subscriber that never reads loses the oldest events and counts them."""
+    m = trisup.Manager()
+    m.add(
+        trisup.new_service("flappy", _fail_after, 0),
+        restart_delay=0.5,
+        backoff_multiplier=1.0,
+        max_restarts_in_window=0,
+    )
+    async with m.subscribe(max_buffer=8) as events:
+        with trio.move_on_after(50):
+            await m.serve()
+        assert trio.current_time() == 50
+        assert events.lost > 0
+        kept = list(_sync_drain(events))
+        assert len(kept) == 8
+        assert kept[-1].kind == "manager_stopped"
+    info = m.get_service_info("flappy")
+    assert info.metric.start_count == 100  # every 0.5 s from 0 to 49.5
+
+
+def _sync_drain(events: ev.Subscription) -> list[ev.Event]:
+    out: list[ev.Event] = []
+    while (event := events.receive_nowait()) is not None:
+        out.append(event)
+    return out
+
+
+async def test_receive_waits_and_ends(autojump_clock: trio.testing.MockClock) -> None:
+    """receive() waits for the next event; the stream ends when the block exits."""
+    m = trisup.Manager()
+    got: list[str] = []
+
+    async def reader(task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
+        async with m.subscribe() as events:
+            task_status.started()
+            async for event in events:
+                if event.kind != "status":
+                    got.append(event.kind)
+                if event.kind == "removed":
+                    return
+
+    async with trio.open_nursery() as nursery:
+        await nursery.start(reader)
+        m.add(trisup.new_service("a", trio.sleep_forever))
+        await trio.sleep(1)
+        await m.delete("a")
+    assert got == ["added", "removed"]
+
+
+async def test_subscribe_validates() -> None:
+    """max_buffer must be a positive int."""
+    m = trisup.Manager()
+    for bad in (0, -1, 1.5, True):
+        with pytest.raises(ValueError, match="max_buffer"):
+            async with m.subscribe(max_buffer=bad):  # type: ignore[arg-type]
+                pass
+
+
+async def test_logging_made_from_events(
+    autojump_clock: trio.testing.MockClock, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Log records carry the event kind and its fields as extra."""
+    caplog.set_level(logging.INFO, logger="trisup")
+    m = trisup.Manager("root")
+    m.add(trisup.new_service("svc", _fail_after, 1), max_restarts=1)
+    with trio.move_on_after(5):
+        await m.serve()
+    kinds = [r.__dict__["event"] for r in caplog.records if r.name == "trisup"]
+    assert "backing_off" in kinds
+    assert "failed" in kinds
+    backoff = next(r for r in caplog.records if r.__dict__.get("event") == "backing_off")
+    assert backoff.__dict__["delay"] == 1.0
+    assert backoff.__dict__["manager"] == "root"
+    assert backoff.getMessage() == "service svc restarting in 1s"

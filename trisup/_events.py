@@ -1,0 +1,370 @@
+"""Typed events for every transition, the per-manager hub, and subscriptions.
+
+Every transition a manager or a runner goes through is one frozen event. The hub
+builds an event only when someone listens: a subscriber, or the ``trisup`` logger at
+the event's level. trisup's own log lines are made from the same events, so what a
+subscriber sees and what the log says never disagree.
+
+A subscription holds a bounded buffer; when it is full the oldest event is dropped
+and counted in `Subscription.lost`, so a slow subscriber never blocks the manager.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections import deque
+from dataclasses import dataclass, fields
+from typing import ClassVar, final
+
+import trio
+
+from ._errors import error_message
+from ._status import ServiceStatus
+
+__all__ = [
+    "Event",
+    "EventHub",
+    "ManagerGaveUp",
+    "ManagerStarted",
+    "ManagerStopped",
+    "ManagerStopping",
+    "ServiceAdded",
+    "ServiceBackingOff",
+    "ServiceEvent",
+    "ServiceExited",
+    "ServiceFailed",
+    "ServiceReady",
+    "ServiceRemoved",
+    "ServiceRestarting",
+    "ServiceStarting",
+    "ServiceStatusChanged",
+    "ServiceStopTimedOut",
+    "ServiceStopped",
+    "Subscription",
+]
+
+logger = logging.getLogger("trisup")
+status_logger = logging.getLogger("trisup.status")
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Event:
+    """Something that happened in a manager.
+
+    Attributes:
+        manager: the manager's name.
+        time: ``trio.current_time()`` when it happened, or ``None`` outside a run.
+    """
+
+    kind: ClassVar[str] = "event"
+    manager: str
+    time: float | None
+
+    def message(self) -> str:
+        """A one-line description, as logged."""
+        return self.kind
+
+    def extra(self) -> dict[str, object]:
+        """The event as logging ``extra`` (``event`` is the kind)."""
+        data: dict[str, object] = {}
+        for f in fields(self):
+            value = getattr(self, f.name)
+            data[f.name] = error_message(value) if isinstance(value, BaseException) else value
+        data.pop("time", None)
+        data["event"] = self.kind
+        return data
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class ServiceEvent(Event):
+    """An event of one service; ``service`` is its name."""
+
+    service: str
+
+
+@final
+@dataclass(frozen=True, slots=True, kw_only=True)
+class ServiceAdded(ServiceEvent):
+    """The service was registered."""
+
+    kind: ClassVar[str] = "added"
+
+    def message(self) -> str:
+        return f"service {self.service} added"
+
+
+@final
+@dataclass(frozen=True, slots=True, kw_only=True)
+class ServiceStarting(ServiceEvent):
+    """An attempt entered ``serve``; ``start_count`` counts it."""
+
+    kind: ClassVar[str] = "starting"
+    start_count: int
+
+    def message(self) -> str:
+        return f"service {self.service} starting (start {self.start_count})"
+
+
+@final
+@dataclass(frozen=True, slots=True, kw_only=True)
+class ServiceReady(ServiceEvent):
+    """The service reported readiness (at once for a plain service)."""
+
+    kind: ClassVar[str] = "ready"
+
+    def message(self) -> str:
+        return f"service {self.service} ready"
+
+
+@final
+@dataclass(frozen=True, slots=True, kw_only=True)
+class ServiceExited(ServiceEvent):
+    """An attempt ended.
+
+    Attributes:
+        outcome: ``"clean"`` (returned), ``"stopped"`` (stopped by the manager),
+            ``"failure"``, ``"no_restart"`` (a clean `DoNotRestart`),
+            ``"no_restart_failure"``, or ``"fatal"``.
+        error: the exception, or ``None``.
+        uptime: how long the attempt ran.
+    """
+
+    kind: ClassVar[str] = "exited"
+    outcome: str
+    error: BaseException | None
+    uptime: float
+
+    def message(self) -> str:
+        if self.error is None:
+            return f"service {self.service} exited ({self.outcome})"
+        return f"service {self.service} exited ({self.outcome}): {error_message(self.error)}"
+
+
+@final
+@dataclass(frozen=True, slots=True, kw_only=True)
+class ServiceBackingOff(ServiceEvent):
+    """The service will restart after ``delay`` seconds."""
+
+    kind: ClassVar[str] = "backing_off"
+    delay: float
+
+    def message(self) -> str:
+        return f"service {self.service} restarting in {self.delay:g}s"
+
+
+@final
+@dataclass(frozen=True, slots=True, kw_only=True)
+class ServiceRestarting(ServiceEvent):
+    """The backoff wait ended; ``restart_count`` counts this restart."""
+
+    kind: ClassVar[str] = "restarting"
+    restart_count: int
+
+    def message(self) -> str:
+        return f"service {self.service} restarting (restart {self.restart_count})"
+
+
+@final
+@dataclass(frozen=True, slots=True, kw_only=True)
+class ServiceFailed(ServiceEvent):
+    """The service is ``FAILED`` and will not be restarted; ``reason`` says why."""
+
+    kind: ClassVar[str] = "failed"
+    reason: str
+
+    def message(self) -> str:
+        return f"service {self.service} failed permanently: {self.reason}"
+
+
+@final
+@dataclass(frozen=True, slots=True, kw_only=True)
+class ServiceStopped(ServiceEvent):
+    """The service's task exited after a stop."""
+
+    kind: ClassVar[str] = "stopped"
+
+    def message(self) -> str:
+        return f"service {self.service} stopped"
+
+
+@final
+@dataclass(frozen=True, slots=True, kw_only=True)
+class ServiceStopTimedOut(ServiceEvent):
+    """A stop did not see the service exit within ``timeout`` seconds."""
+
+    kind: ClassVar[str] = "stop_timed_out"
+    timeout: float
+
+    def message(self) -> str:
+        return f"service {self.service} did not stop within {self.timeout:g}s"
+
+
+@final
+@dataclass(frozen=True, slots=True, kw_only=True)
+class ServiceRemoved(ServiceEvent):
+    """The service was unregistered."""
+
+    kind: ClassVar[str] = "removed"
+
+    def message(self) -> str:
+        return f"service {self.service} removed"
+
+
+@final
+@dataclass(frozen=True, slots=True, kw_only=True)
+class ServiceStatusChanged(ServiceEvent):
+    """The service's status changed from ``old`` to ``new``."""
+
+    kind: ClassVar[str] = "status"
+    old: ServiceStatus
+    new: ServiceStatus
+
+    def message(self) -> str:
+        return f"{self.service}: {self.old} -> {self.new}"
+
+
+@final
+@dataclass(frozen=True, slots=True, kw_only=True)
+class ManagerStarted(Event):
+    """``serve`` began."""
+
+    kind: ClassVar[str] = "manager_started"
+
+    def message(self) -> str:
+        return f"manager {self.manager} serving"
+
+
+@final
+@dataclass(frozen=True, slots=True, kw_only=True)
+class ManagerStopping(Event):
+    """The shutdown sequence began."""
+
+    kind: ClassVar[str] = "manager_stopping"
+
+    def message(self) -> str:
+        return f"manager {self.manager} stopping"
+
+
+@final
+@dataclass(frozen=True, slots=True, kw_only=True)
+class ManagerStopped(Event):
+    """The shutdown sequence ended."""
+
+    kind: ClassVar[str] = "manager_stopped"
+
+    def message(self) -> str:
+        return f"manager {self.manager} stopped"
+
+
+@final
+@dataclass(frozen=True, slots=True, kw_only=True)
+class ManagerGaveUp(Event):
+    """The manager ended itself; ``reason`` says why."""
+
+    kind: ClassVar[str] = "manager_gave_up"
+    reason: str
+
+    def message(self) -> str:
+        return f"manager {self.manager} gave up: {self.reason}"
+
+
+@final
+class Subscription:
+    """A bounded stream of events; iterate with ``async for``.
+
+    Attributes:
+        lost: how many events were dropped because the buffer was full.
+    """
+
+    __slots__ = ("_buffer", "_closed", "_waiter", "lost")
+
+    def __init__(self, max_buffer: int) -> None:
+        self._buffer: deque[Event] = deque(maxlen=max_buffer)
+        self._waiter: trio.Event | None = None
+        self._closed = False
+        self.lost = 0
+
+    def _push(self, event: Event) -> None:
+        if len(self._buffer) == self._buffer.maxlen:
+            self.lost += 1
+        self._buffer.append(event)
+        if self._waiter is not None:
+            self._waiter.set()
+            self._waiter = None
+
+    def _close(self) -> None:
+        self._closed = True
+        if self._waiter is not None:
+            self._waiter.set()
+            self._waiter = None
+
+    def receive_nowait(self) -> Event | None:
+        """The oldest buffered event, or ``None`` when the buffer is empty."""
+        return self._buffer.popleft() if self._buffer else None
+
+    async def receive(self) -> Event:
+        """Wait for the next event.
+
+        Raises:
+            trio.EndOfChannel: the subscription was closed and is drained.
+        """
+        while not self._buffer:
+            if self._closed:
+                raise trio.EndOfChannel
+            if self._waiter is None:
+                self._waiter = trio.Event()
+            await self._waiter.wait()
+        await trio.lowlevel.checkpoint_if_cancelled()
+        return self._buffer.popleft()
+
+    def __aiter__(self) -> Subscription:
+        return self
+
+    async def __anext__(self) -> Event:
+        try:
+            return await self.receive()
+        except trio.EndOfChannel:
+            raise StopAsyncIteration from None
+
+
+class EventHub:
+    """Builds, logs and fans out the events of one manager."""
+
+    __slots__ = ("_subscribers", "manager")
+
+    def __init__(self, manager: str) -> None:
+        self.manager = manager
+        self._subscribers: list[Subscription] = []
+
+    def wanted(self, level: int) -> bool:
+        """Whether an event logged at *level* has any listener (cheap)."""
+        return bool(self._subscribers) or logger.isEnabledFor(level)
+
+    def wanted_status(self) -> bool:
+        """Whether a status change has any listener (logged at DEBUG on ``trisup.status``)."""
+        return bool(self._subscribers) or status_logger.isEnabledFor(logging.DEBUG)
+
+    def emit(self, event: Event, level: int, exc_info: BaseException | None = None) -> None:
+        """Log *event* at *level* (if enabled) and hand it to every subscriber."""
+        for sub in self._subscribers:
+            sub._push(event)  # pyright: ignore[reportPrivateUsage]
+        target = status_logger if isinstance(event, ServiceStatusChanged) else logger
+        if target.isEnabledFor(level):
+            target.log(level, "%s", event.message(), exc_info=exc_info, extra=event.extra())
+
+    def subscribe(self, max_buffer: int) -> Subscription:
+        """Add a subscriber."""
+        sub = Subscription(max_buffer)
+        self._subscribers.append(sub)
+        return sub
+
+    def unsubscribe(self, sub: Subscription) -> None:
+        """Remove a subscriber and end its stream."""
+        if sub in self._subscribers:
+            self._subscribers.remove(sub)
+        sub._close()  # pyright: ignore[reportPrivateUsage]
+
+    def close_all(self) -> None:
+        """End every subscriber's stream (not used while serving)."""
+        for sub in list(self._subscribers):
+            self.unsubscribe(sub)

@@ -1,0 +1,48 @@
+"""The events a manager emits, one frozen class per transition.
+
+Subscribe with ``async with manager.subscribe() as events: async for event in events``.
+"""
+
+from __future__ import annotations
+
+from ._events import (
+    Event,
+    ManagerGaveUp,
+    ManagerStarted,
+    ManagerStopped,
+    ManagerStopping,
+    ServiceAdded,
+    ServiceBackingOff,
+    ServiceEvent,
+    ServiceExited,
+    ServiceFailed,
+    ServiceReady,
+    ServiceRemoved,
+    ServiceRestarting,
+    ServiceStarting,
+    ServiceStatusChanged,
+    ServiceStopped,
+    ServiceStopTimedOut,
+    Subscription,
+)
+
+__all__ = [
+    "Event",
+    "ManagerGaveUp",
+    "ManagerStarted",
+    "ManagerStopped",
+    "ManagerStopping",
+    "ServiceAdded",
+    "ServiceBackingOff",
+    "ServiceEvent",
+    "ServiceExited",
+    "ServiceFailed",
+    "ServiceReady",
+    "ServiceRemoved",
+    "ServiceRestarting",
+    "ServiceStarting",
+    "ServiceStatusChanged",
+    "ServiceStopTimedOut",
+    "ServiceStopped",
+    "Subscription",
+]
