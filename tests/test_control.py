@@ -459,3 +459,74 @@ async def test_verbs_before_and_after_serve(autojump_clock: trio.testing.MockClo
         assert a.live == 1
         n.cancel_scope.cancel()
     assert m.get_service_info("a").metric.start_count == 1
+
+
+async def test_grace_period_honoured(autojump_clock: trio.testing.MockClock) -> None:
+    """A stop sets stop_requested; a service that returns within grace_period is not cancelled."""
+    m = trisup.Manager()
+    log: list[str] = []
+
+    async def graceful() -> None:
+        svc = trisup.current_service()
+        assert svc.name == "g"
+        await svc.stop_requested.wait()
+        log.append(f"asked {trio.current_time():g}")
+        await trio.sleep(2)  # wind down: not cancelled within the grace period
+        log.append(f"done {trio.current_time():g}")
+
+    m.add(trisup.new_service("g", graceful), grace_period=5)
+    async with trio.open_nursery() as n:
+        await n.start(m.serve)
+        await trio.sleep(1)
+        await m.stop_service("g")
+        assert trio.current_time() == 3
+        assert log == ["asked 1", "done 3"]
+        info = m.get_service_info("g")
+        assert info.status is S.STOPPED
+        assert info.metric.success_count == 1
+        n.cancel_scope.cancel()
+
+
+async def test_grace_period_exceeded(autojump_clock: trio.testing.MockClock) -> None:
+    """A service that ignores stop_requested is cancelled when the grace period ends."""
+    m = trisup.Manager()
+    cancelled_at: list[float] = []
+
+    async def stubborn() -> None:
+        try:
+            await trio.sleep_forever()
+        except trio.Cancelled:
+            cancelled_at.append(trio.current_time())
+            raise
+
+    m.add(trisup.new_service("s", stubborn), grace_period=2, stop_timeout=5)
+    async with trio.open_nursery() as n:
+        await n.start(m.serve)
+        await m.wait_status("s", S.RUNNING)
+        await trio.testing.wait_all_tasks_blocked()
+        await m.stop_service("s")
+        assert cancelled_at == [2]
+        assert trio.current_time() == 2
+        n.cancel_scope.cancel()
+
+
+async def test_grace_period_in_shutdown(autojump_clock: trio.testing.MockClock) -> None:
+    """The shutdown sequence gives each service its grace period too."""
+    m = trisup.Manager()
+    done: list[float] = []
+
+    async def graceful() -> None:
+        await trisup.current_service().stop_requested.wait()
+        await trio.sleep(1)
+        done.append(trio.current_time())
+
+    m.add(trisup.new_service("g", graceful), grace_period=3)
+    with trio.move_on_after(1):
+        await m.serve()
+    assert done == [2]
+
+
+def test_current_service_outside() -> None:
+    """current_service() outside a service is a RuntimeError."""
+    with pytest.raises(RuntimeError, match="outside"):
+        trisup.current_service()

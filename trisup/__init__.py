@@ -35,6 +35,7 @@ from ._errors import (
     no_restart,
 )
 from ._manager import Manager
+from ._runner import CurrentService, current_service
 from ._service import Service, new_service
 from ._status import ExitStatus, Metric, RestartPolicy, ServiceInfo, ServiceStatus
 
@@ -42,6 +43,7 @@ __version__ = "0.1.0"
 
 __all__ = [
     "BackgroundServe",
+    "CurrentService",
     "DoNotRestart",
     "ExitStatus",
     "FatalError",
@@ -62,6 +64,7 @@ __all__ = [
     "TerminateSupervisor",
     "__version__",
     "as_fatal",
+    "current_service",
     "is_fatal",
     "is_fatal_err",
     "is_no_restart",

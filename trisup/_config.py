@@ -39,6 +39,7 @@ _FLOAT_FIELDS = (
     "backoff_multiplier",
     "jitter",
     "stop_timeout",
+    "grace_period",
 )
 
 
@@ -60,6 +61,9 @@ class ServiceConfig:
         auto_start: start when the manager serves (or at once if it already does).
         jitter: each delay is multiplied by a uniform factor in ``[1, 1 + jitter]``.
         stop_timeout: how long a stop waits for this service to exit.
+        grace_period: how long a stop lets the service wind down on its own (it
+            sees ``trisup.current_service().stop_requested`` set) before it is
+            cancelled; 0 cancels at once.
     """
 
     restart_policy: RestartPolicy = RestartPolicy.ALWAYS
@@ -72,6 +76,7 @@ class ServiceConfig:
     auto_start: bool = True
     jitter: float = 0.0
     stop_timeout: float = 10.0
+    grace_period: float = 0.0
 
     def __post_init__(self) -> None:
         policy: object = self.restart_policy
@@ -207,6 +212,8 @@ def repair(config: ServiceConfig, service: str) -> ServiceConfig:
         fix("jitter", c.jitter, 0.0)
     if c.stop_timeout <= 0:
         fix("stop_timeout", c.stop_timeout, 10.0)
+    if c.grace_period < 0:
+        fix("grace_period", c.grace_period, 0.0)
     if not fixed:
         return config
     return dataclasses.replace(config, **fixed)  # type: ignore[arg-type]  # values chosen above

@@ -506,7 +506,7 @@ class Manager:
         self._shutdown_scope = None
         if scope.cancelled_caught:
             for runner in self._runners.values():
-                runner.request_cancel()
+                runner.request_cancel(at_once=True)
 
     async def _bounded(self, hook: Callable[[], object], phase: str) -> None:
         with trio.move_on_after(self.stop_timeout) as scope:
@@ -544,7 +544,7 @@ class Manager:
                 await runner.wait_done()
         stragglers = [r for r in live if r.alive]
         for runner in stragglers:
-            runner.request_cancel()
+            runner.request_cancel(at_once=True)
         if stragglers:
             names = ", ".join(r.name for r in stragglers)
             logger.warning(

@@ -11,9 +11,10 @@ from __future__ import annotations
 
 import logging
 import random
+from contextvars import ContextVar
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, final
 
 import outcome
 import trio
@@ -46,7 +47,7 @@ from ._status import Metric, RestartPolicy, ServiceInfo, ServiceStatus
 if TYPE_CHECKING:
     from ._timer import DeadlineTimer
 
-__all__ = ["Runner", "ServeContext"]
+__all__ = ["CurrentService", "Runner", "ServeContext", "current_service"]
 
 
 def _now() -> float | None:
@@ -98,6 +99,50 @@ def _clean_no_restart(error: BaseException) -> bool:
     if members is not None:
         return all(_clean_no_restart(e) for e in members)
     return isinstance(error, DoNotRestart) and error.__cause__ is None
+
+
+_current: ContextVar[Runner] = ContextVar("trisup_current_service")
+
+
+@final
+class CurrentService:
+    """The service the calling task belongs to; see `current_service`."""
+
+    __slots__ = ("_runner",)
+
+    def __init__(self, runner: Runner) -> None:
+        self._runner = runner
+
+    @property
+    def name(self) -> str:
+        """The service's name."""
+        return self._runner.name
+
+    @property
+    def manager(self) -> str:
+        """The name of the manager running it."""
+        return self._runner.hub.manager
+
+    @property
+    def stop_requested(self) -> trio.Event:
+        """Set when a stop of the current attempt is requested.
+
+        With a ``grace_period``, the service has that long to return on its
+        own before it is cancelled.
+        """
+        return self._runner.stop_event()
+
+
+def current_service() -> CurrentService:
+    """The service the calling task runs in (also from tasks it started).
+
+    Raises:
+        RuntimeError: not called from inside a supervised service.
+    """
+    try:
+        return CurrentService(_current.get())
+    except LookupError:
+        raise RuntimeError("current_service() called outside a trisup service") from None
 
 
 class _Readiness:
@@ -171,6 +216,7 @@ class Runner:
         self._done: trio.Event | None = None
         self._entered: trio.Event | None = None
         self._settled: trio.Event | None = None
+        self._stop_event: trio.Event | None = None
         self.status: AsyncValue[ServiceStatus | None] = AsyncValue(self.compute_status())
 
     # ----------------------------------------------------------------- status
@@ -263,12 +309,35 @@ class Runner:
         self.start_seq = ctx.start_seq
         ctx.nursery.start_soon(self._run, ctx, name=f"trisup:{self.name}")
 
-    def request_cancel(self) -> None:
-        """Ask the current task to end; it exits at its next checkpoint."""
-        if self.alive:
-            self.cancelled = True
-            if self.scope is not None:
-                self.scope.cancel(reason=f"trisup: stop {self.name}")
+    def request_cancel(self, *, at_once: bool = False) -> None:
+        """Ask the current task to end.
+
+        A running service with a ``grace_period`` sees its ``stop_requested``
+        event set and is cancelled only when the grace period has passed;
+        otherwise (or *at_once*) it is cancelled now.
+        """
+        if not self.alive:
+            return
+        first = not self.cancelled
+        self.cancelled = True
+        if self._stop_event is not None:
+            self._stop_event.set()
+        scope = self.scope
+        if scope is None:
+            return
+        grace = self.config.grace_period
+        if at_once or grace <= 0 or not self.running:
+            scope.cancel(reason=f"trisup: stop {self.name}")
+        elif first:
+            scope.deadline = min(scope.deadline, trio.current_time() + grace)
+
+    def stop_event(self) -> trio.Event:
+        """The event set when a stop of the current attempt is requested."""
+        if self._stop_event is None:
+            self._stop_event = trio.Event()
+            if self.cancelled:
+                self._stop_event.set()
+        return self._stop_event
 
     def interrupt_wait(self) -> bool:
         """Cut a backoff wait short so the next attempt starts at once."""
@@ -347,13 +416,14 @@ class Runner:
 
     async def _run(self, ctx: ServeContext) -> None:
         self.task = trio.lowlevel.current_task()
+        _current.set(self)
         try:
             while True:
                 with trio.CancelScope(shield=True) as scope:
                     self.scope = scope
                     if self.cancelled:
                         scope.cancel()
-                    while not scope.cancel_called and not ctx.stopping:
+                    while not self.cancelled and not ctx.stopping:
                         if not self._classify(ctx, await self._attempt(ctx)):
                             break
                         if not await self._backoff(ctx):
@@ -384,6 +454,7 @@ class Runner:
             self._done = self._entered = self._settled = None
 
     async def _attempt(self, ctx: ServeContext) -> outcome.Outcome[None]:
+        self._stop_event = None
         self.attempt += 1
         attempt = self.attempt
         self.running = True
