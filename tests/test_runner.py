@@ -5,6 +5,7 @@ from __future__ import annotations
 import itertools
 import random
 from collections.abc import Awaitable, Callable
+from typing import Any
 
 import pytest
 import trio
@@ -67,7 +68,7 @@ async def settle(m: trisup.Manager, name: str, *statuses: ServiceStatus) -> Serv
 
 
 async def run_one(
-    body: Body, until: tuple[ServiceStatus, ...], **config: object
+    body: Body, until: tuple[ServiceStatus, ...], **config: Any
 ) -> tuple[trisup.ServiceInfo, float]:
     """Serve one service until it reaches a status; return its info and the time."""
     m = trisup.Manager()

@@ -21,6 +21,7 @@ from ._config import (
 from ._errors import (
     DoNotRestart,
     FatalError,
+    RestartIntensityExceeded,
     ServiceAlreadyExists,
     ServiceNotFound,
     ServiceRunning,
@@ -38,6 +39,7 @@ from ._manager import Manager
 from ._runner import CurrentService, current_service
 from ._service import Service, new_service
 from ._status import ExitStatus, Metric, RestartPolicy, ServiceInfo, ServiceStatus
+from ._tree import Strategy
 
 __version__ = "0.1.0"
 
@@ -50,6 +52,7 @@ __all__ = [
     "Manager",
     "Metric",
     "Option",
+    "RestartIntensityExceeded",
     "RestartPolicy",
     "Service",
     "ServiceAlreadyExists",
@@ -60,6 +63,7 @@ __all__ = [
     "ServiceStatus",
     "ServiceStopTimeout",
     "ServiceStopped",
+    "Strategy",
     "SupervisorError",
     "TerminateSupervisor",
     "__version__",

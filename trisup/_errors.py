@@ -29,6 +29,7 @@ from ._status import ExitStatus
 __all__ = [
     "DoNotRestart",
     "FatalError",
+    "RestartIntensityExceeded",
     "ServiceAlreadyExists",
     "ServiceNotFound",
     "ServiceRunning",
@@ -94,6 +95,21 @@ class ServiceStopTimeout(SupervisorError):
         super().__init__(f"service did not stop within {timeout:g}s, name={name}")
         self.service = name
         self.timeout = timeout
+
+
+@final
+class RestartIntensityExceeded(SupervisorError):
+    """Too many automatic restarts within a manager's ``period``: it gave up.
+
+    Its ``__cause__`` is an `ExceptionGroup` of the recent failures. A parent
+    manager treats it like any failure of the child manager, so failures
+    escalate up a supervision tree.
+    """
+
+    def __init__(self, manager: str, reason: str) -> None:
+        super().__init__(f"manager {manager} gave up: {reason}")
+        self.manager = manager
+        self.reason = reason
 
 
 class DoNotRestart(Exception):

@@ -12,7 +12,7 @@ import math
 import random
 import signal
 import time
-from collections.abc import AsyncGenerator, Awaitable, Callable
+from collections.abc import AsyncGenerator, Awaitable, Callable, Iterable
 from contextlib import asynccontextmanager
 from typing import TypeVar, final
 
@@ -43,6 +43,7 @@ from ._runner import Runner, ServeContext
 from ._service import Service
 from ._status import ExitStatus, ServiceInfo, ServiceStatus
 from ._timer import DeadlineTimer
+from ._tree import Intensity, Strategy, Tree, start_order
 
 __all__ = ["Manager"]
 
@@ -82,6 +83,9 @@ class Manager:
         *,
         stop_timeout: float = 30.0,
         rng: random.Random | None = None,
+        strategy: Strategy | str = Strategy.ONE_FOR_ONE,
+        intensity: int | None = None,
+        period: float = 5.0,
     ) -> None:
         if not isinstance(name, str) or not name:
             raise TypeError(f"name must be a non-empty str, not {name!r}")
@@ -91,8 +95,23 @@ class Manager:
             )
         if not math.isfinite(stop_timeout) or stop_timeout <= 0:
             raise ValueError(f"stop_timeout must be positive and finite, not {stop_timeout!r}")
+        try:
+            strategy = Strategy(strategy)
+        except ValueError:
+            raise ValueError(f"strategy must be a trisup.Strategy, not {strategy!r}") from None
+        if intensity is not None and (
+            isinstance(intensity, bool) or not isinstance(intensity, int) or intensity < 0
+        ):
+            raise ValueError(f"intensity must be a non-negative int or None, not {intensity!r}")
+        if isinstance(period, bool) or not isinstance(period, (int, float)):
+            raise TypeError(f"period must be a number of seconds, not {type(period).__name__}")
+        if not math.isfinite(period) or period <= 0:
+            raise ValueError(f"period must be positive and finite, not {period!r}")
         self.name = name
         self.stop_timeout = float(stop_timeout)
+        self.strategy = strategy
+        self.intensity = intensity
+        self.period = float(period)
         self._rng = rng if rng is not None else random.Random()
         self._runners: dict[str, Runner] = {}
         self._hub = EventHub(name)
@@ -114,20 +133,30 @@ class Manager:
 
     # ------------------------------------------------------------- registry
 
-    def add(self, service: Service, *options: Option, **config: object) -> None:
+    def add(
+        self,
+        service: Service,
+        *options: Option,
+        depends_on: Iterable[str] = (),
+        **config: object,
+    ) -> None:
         """Register *service*; options apply first, in order, then keywords.
 
         Keywords are `ServiceConfig` field names. If the manager is serving and
-        the service auto-starts, it is started at once.
+        the service auto-starts, it is started at once. *depends_on* names
+        services that must be ready before this one starts.
 
         Raises:
             TypeError: a wrong type, an unknown keyword or a non-`Option`.
-            ValueError: a NaN or infinite duration.
+            ValueError: a NaN or infinite duration, or a dependency that is
+                unknown (while serving) or makes a cycle.
             ServiceAlreadyExists: the name is taken (the existing one is untouched).
         """
-        self.add_with_config(service, build_config(options, config))
+        self.add_with_config(service, build_config(options, config), depends_on=depends_on)
 
-    def add_with_config(self, service: Service, config: ServiceConfig) -> None:
+    def add_with_config(
+        self, service: Service, config: ServiceConfig, *, depends_on: Iterable[str] = ()
+    ) -> None:
         """Register *service* with *config* (repaired by the seed's rules).
 
         Raises:
@@ -138,16 +167,41 @@ class Manager:
         name = service.name
         if name in self._runners:
             raise ServiceAlreadyExists(name)
+        deps = self._check_dependencies(name, depends_on)
         config = repair(config, name)
         runner = Runner(service, config, self._wall_now(), self._hub)
+        runner.depends_on = deps
         self._runners[name] = runner
         if self._hub.wanted(logging.INFO):
             self._hub.emit(
                 ServiceAdded(manager=self.name, time=self._now(), service=name), logging.INFO
             )
         ctx = self._ctx
-        if ctx is not None and self._accepting and not runner.stopped:
-            runner.spawn(ctx)
+        if ctx is not None:
+            if deps:
+                ctx.tree.has_dependencies = True
+                runner.depth = 1 + max(self._runners[d].depth for d in deps)
+            if self._accepting and not runner.stopped:
+                runner.spawn(ctx)
+
+    def _check_dependencies(self, name: str, depends_on: Iterable[str]) -> tuple[str, ...]:
+        if isinstance(depends_on, str):
+            raise TypeError("depends_on must be a list of service names, not a str")
+        deps = tuple(depends_on)
+        for dep in deps:
+            if not isinstance(dep, str):
+                raise TypeError(f"depends_on must hold service names, not {dep!r}")
+        if name in deps:
+            raise ValueError(f"service {name!r} cannot depend on itself")
+        known = [n for n in self._runners if n != name]
+        graph = {n: r.depends_on for n, r in self._runners.items()}
+        graph[name] = deps
+        if self._ctx is not None:  # serving: every dependency must exist now
+            start_order([*known, name], graph)
+        else:  # names may be added later; still refuse a cycle among known ones
+            names = [*known, name]
+            start_order(names, {n: [d for d in graph[n] if d in graph] for n in names})
+        return deps
 
     def has(self, name: str) -> bool:
         """Whether a service named *name* is registered."""
@@ -332,6 +386,11 @@ class Manager:
         if runner.alive:
             await self._stop(runner)
         await self._start(runner)
+        ctx = self._ctx
+        if ctx is not None:
+            dependents = ctx.tree.dependents(runner)
+            if dependents:
+                await ctx.tree.restart_dependents(ctx, dependents)
 
     def reset_service(self, name: str) -> None:
         """Clear failed and the non-lifetime counters; starts nothing.
@@ -431,9 +490,13 @@ class Manager:
             RuntimeError: the manager is already serving.
             FatalError: a service raised one (after shutdown).
             TerminateSupervisor: a service raised one (after shutdown).
+            RestartIntensityExceeded: more than ``intensity`` automatic restarts
+                within ``period`` (after shutdown).
+            ValueError: a dependency is unknown or makes a cycle (before anything starts).
         """
         if self._serving:
             raise RuntimeError(f"manager {self.name!r} is already serving")
+        self._start_order()  # refuse an unknown dependency or a cycle before anything runs
         self._serving = True
         self._aborted = False
         error: BaseException | None = None
@@ -441,7 +504,13 @@ class Manager:
         try:
             async with trio.open_nursery() as nursery:
                 timer = DeadlineTimer(self._runners.__len__)
-                ctx = ServeContext(nursery, timer, time.time() - trio.current_time(), self._rng)
+                intensity = (
+                    None if self.intensity is None else Intensity(self.intensity, self.period)
+                )
+                tree = Tree(self.name, self.strategy, intensity, self._runners)
+                ctx = ServeContext(
+                    nursery, timer, time.time() - trio.current_time(), self._rng, tree
+                )
                 self._ctx = ctx
                 nursery.start_soon(timer.run, name=f"trisup:{self.name}:timer")
                 self._manager_event(ManagerStarted)
@@ -463,10 +532,20 @@ class Manager:
         if ctx is not None and ctx.fatal is not None:
             raise ctx.fatal
 
+    def _start_order(self) -> list[Runner]:
+        """The runners in dependency order (registration order where free)."""
+        runners = self._runners
+        names = start_order(list(runners), {n: r.depends_on for n, r in runners.items()})
+        for name in names:
+            runner = runners[name]
+            runner.depth = 1 + max((runners[d].depth for d in runner.depends_on), default=-1)
+        return [runners[n] for n in names]
+
     async def _startup(self, ctx: ServeContext, task_status: trio.TaskStatus[None]) -> None:
         for hook in list(self._before_start):
             await call_hook(hook)
-        runners = list(self._runners.values())
+        runners = self._start_order()  # hooks may have added services
+        ctx.tree.has_dependencies = any(r.depends_on for r in runners)
         self._accepting = True
         for runner in runners:
             if ctx.terminated.is_set():
@@ -531,8 +610,10 @@ class Manager:
             )
 
     async def _stop_all(self) -> None:
-        live = sorted(
-            (r for r in self._runners.values() if r.alive), key=lambda r: r.start_seq, reverse=True
+        live = sorted(  # dependents first, then reverse start order
+            (r for r in self._runners.values() if r.alive),
+            key=lambda r: (r.depth, r.start_seq),
+            reverse=True,
         )
         phase_deadline = trio.current_time() + self.stop_timeout
         for runner in live:

@@ -46,6 +46,7 @@ from ._status import Metric, RestartPolicy, ServiceInfo, ServiceStatus
 
 if TYPE_CHECKING:
     from ._timer import DeadlineTimer
+    from ._tree import Tree
 
 __all__ = ["CurrentService", "Runner", "ServeContext", "current_service"]
 
@@ -71,6 +72,7 @@ class ServeContext:
     timer: DeadlineTimer
     wall_offset: float
     rng: random.Random
+    tree: Tree
     terminated: trio.Event = field(default_factory=trio.Event)
     fatal: BaseException | None = None
     stopping: bool = False
@@ -217,6 +219,11 @@ class Runner:
         self._entered: trio.Event | None = None
         self._settled: trio.Event | None = None
         self._stop_event: trio.Event | None = None
+        self._readiness: AsyncValue[bool] | None = None
+        self._exit_error: BaseException | None = None
+        self.group_pending = False
+        self.depends_on: tuple[str, ...] = ()
+        self.depth = 0
         self.status: AsyncValue[ServiceStatus | None] = AsyncValue(self.compute_status())
 
     # ----------------------------------------------------------------- status
@@ -231,7 +238,7 @@ class Runner:
             return ServiceStatus.COMPLETED
         if self.running and not self.ready:
             return ServiceStatus.STARTING
-        if self.running or self.waiting:
+        if self.running or self.waiting or self.group_pending:
             return ServiceStatus.CRASHING if self.consec_failures else ServiceStatus.RUNNING
         if self.consec_failures:
             return ServiceStatus.ERROR
@@ -239,6 +246,8 @@ class Runner:
 
     def update_status(self) -> None:
         """Publish the status to ``wait_status`` waiters (and the status log)."""
+        if self._readiness is not None:
+            self._readiness.value = self.running and self.ready
         new = self.compute_status()
         old = self.status.value
         if new is not old and not self.deleted:
@@ -330,6 +339,24 @@ class Runner:
             scope.cancel(reason=f"trisup: stop {self.name}")
         elif first:
             scope.deadline = min(scope.deadline, trio.current_time() + grace)
+
+    def readiness(self) -> AsyncValue[bool]:
+        """Whether an attempt is running and ready (for dependents to wait on)."""
+        if self._readiness is None:
+            self._readiness = AsyncValue(self.running and self.ready)
+        return self._readiness
+
+    async def _wait_for_dependencies(self, ctx: ServeContext) -> None:
+        """Wait until every dependency is running and ready at the same time."""
+        while True:
+            pending = [
+                d
+                for name in self.depends_on
+                if (d := ctx.tree.runners.get(name)) is not None and not (d.running and d.ready)
+            ]
+            if not pending:
+                return
+            await pending[0].readiness().wait_value(True)  # pyright: ignore[reportUnknownMemberType]
 
     def stop_event(self) -> trio.Event:
         """The event set when a stop of the current attempt is requested."""
@@ -423,6 +450,8 @@ class Runner:
                     self.scope = scope
                     if self.cancelled:
                         scope.cancel()
+                    if self.depends_on:
+                        await self._wait_for_dependencies(ctx)
                     while not self.cancelled and not ctx.stopping:
                         if not self._classify(ctx, await self._attempt(ctx)):
                             break
@@ -499,6 +528,7 @@ class Runner:
             self._healthy_reset()
         try:
             error = result.error if isinstance(result, outcome.Error) else None
+            self._exit_error = error
             if error is None or self.cancelled:
                 if error is not None and _escapes(error):
                     raise error
@@ -605,6 +635,9 @@ class Runner:
             return self._give_up(
                 f"{in_window} restarts within restart_window={config.restart_window:g}s"
             )
+        tree = ctx.tree
+        if not tree.note_restart(ctx, self, self._exit_error):
+            return False  # the manager gave up: it is shutting down
         delay = jittered(self.current_delay, config.jitter, ctx.rng)
         hub = self.hub
         if hub.wanted(_INFO):
@@ -612,6 +645,16 @@ class Runner:
                 ServiceBackingOff(manager=hub.manager, time=now, service=self.name, delay=delay),
                 _INFO,
             )
+        if tree.has_dependencies:
+            dependents = tree.dependents(self)
+            if dependents:
+                ctx.nursery.start_soon(tree.restart_dependents, ctx, dependents)
+        group = tree.siblings(self)
+        if group:  # one-for-all / rest-for-one: the tree restarts everyone in order
+            self.waiting = False
+            self.group_pending = True
+            ctx.nursery.start_soon(tree.group_restart, ctx, self, group, delay)
+            return False
         generation = self.generation
         with trio.CancelScope() as wait_scope:
             self._wait_scope = wait_scope
@@ -620,7 +663,16 @@ class Runner:
         self.waiting = False
         if wait_scope.cancelled_caught:
             return True  # start_service cut the wait short and reset the counters
-        if generation == self.generation:  # a reset during the wait keeps the fresh delay
+        self.count_restart(ctx, grow=generation == self.generation)
+        return True
+
+    def count_restart(self, ctx: ServeContext, *, grow: bool = True) -> None:
+        """Count an automatic restart: grow the delay, record it in the window.
+
+        A reset during the wait (*grow* false) keeps the fresh delay.
+        """
+        config = self.config
+        if grow:
             self.current_delay = next_delay(
                 self.current_delay, config.backoff_multiplier, config.max_restart_delay
             )
@@ -629,6 +681,7 @@ class Runner:
         self.window.record(now, config.max_restarts_in_window)
         self.window_restarts = self.window.count(now, config.restart_window)
         self.window_start = self._wall(ctx, self.window.oldest())
+        hub = self.hub
         if hub.wanted(_DEBUG):
             hub.emit(
                 ServiceRestarting(
@@ -639,7 +692,6 @@ class Runner:
                 ),
                 _DEBUG,
             )
-        return True
 
     @staticmethod
     def _wall(ctx: ServeContext, t: float | None) -> float | None:

@@ -1,0 +1,241 @@
+"""Supervision across services: strategies, dependencies and restart intensity.
+
+The runner decides *whether* its own service restarts (SPEC §4); this module
+decides what that restart means for the others:
+
+- a strategy (one-for-all, rest-for-one) stops the affected siblings in reverse
+  start order, waits until their tasks have exited, and starts everything again
+  in start order with readiness;
+- dependents of a restarting service are stopped and started again once their
+  dependencies are ready;
+- more than ``intensity`` automatic restarts within ``period`` seconds end the
+  manager with `RestartIntensityExceeded` (OTP's restart intensity).
+"""
+
+from __future__ import annotations
+
+import enum
+import heapq
+import logging
+from collections import deque
+from collections.abc import Iterable, Mapping, Sequence
+from typing import TYPE_CHECKING
+
+import trio
+
+from ._errors import RestartIntensityExceeded
+from ._events import ManagerGaveUp
+
+if TYPE_CHECKING:
+    from ._runner import Runner, ServeContext
+
+__all__ = ["Intensity", "Strategy", "Tree", "start_order"]
+
+logger = logging.getLogger("trisup")
+
+
+class Strategy(enum.StrEnum):
+    """What an automatic restart of one service does to its siblings."""
+
+    ONE_FOR_ONE = "one_for_one"
+    ONE_FOR_ALL = "one_for_all"
+    REST_FOR_ONE = "rest_for_one"
+
+
+def start_order(names: Sequence[str], deps: Mapping[str, Sequence[str]]) -> list[str]:
+    """A topological order of *names* that keeps their given order where free.
+
+    Raises:
+        ValueError: a dependency is not among *names*, or the graph has a cycle
+            (the message names the cycle).
+    """
+    index = {name: i for i, name in enumerate(names)}
+    for name in names:
+        for dep in deps.get(name, ()):
+            if dep not in index:
+                raise ValueError(f"service {name!r} depends on unknown service {dep!r}")
+    waiting = {name: len(deps.get(name, ())) for name in names}
+    dependents: dict[str, list[str]] = {name: [] for name in names}
+    for name in names:
+        for dep in deps.get(name, ()):
+            dependents[dep].append(name)
+    ready = [(index[n], n) for n in names if waiting[n] == 0]
+    heapq.heapify(ready)
+    order: list[str] = []
+    while ready:
+        _, name = heapq.heappop(ready)
+        order.append(name)
+        for dependent in dependents[name]:
+            waiting[dependent] -= 1
+            if waiting[dependent] == 0:
+                heapq.heappush(ready, (index[dependent], dependent))
+    if len(order) < len(names):
+        raise ValueError(f"dependency cycle: {' -> '.join(_find_cycle(names, deps))}")
+    return order
+
+
+def _find_cycle(names: Sequence[str], deps: Mapping[str, Sequence[str]]) -> list[str]:
+    state: dict[str, int] = {}
+    path: list[str] = []
+
+    def visit(name: str) -> list[str] | None:
+        state[name] = 1
+        path.append(name)
+        for dep in deps.get(name, ()):
+            if state.get(dep) == 1:
+                return [*path[path.index(dep) :], dep]
+            if dep not in state:
+                found = visit(dep)
+                if found:
+                    return found
+        path.pop()
+        state[name] = 2
+        return None
+
+    for name in names:
+        if name not in state:
+            found = visit(name)
+            if found:
+                return found
+    return []  # pragma: no cover - only called when a cycle exists
+
+
+class Intensity:
+    """OTP's restart intensity: at most *limit* automatic restarts per *period*."""
+
+    __slots__ = ("_recent", "limit", "period")
+
+    def __init__(self, limit: int, period: float) -> None:
+        self.limit = limit
+        self.period = period
+        self._recent: deque[tuple[float, BaseException | None]] = deque()
+
+    def record(self, now: float, error: BaseException | None) -> bool:
+        """Count a restart; return whether the limit is now exceeded."""
+        recent = self._recent
+        recent.append((now, error))
+        horizon = now - self.period
+        while recent and recent[0][0] <= horizon:
+            recent.popleft()
+        while len(recent) > self.limit + 1:
+            recent.popleft()
+        return len(recent) > self.limit
+
+    def failures(self) -> list[Exception]:
+        """The errors of the restarts still counted."""
+        return [e for _, e in self._recent if isinstance(e, Exception)]
+
+
+class Tree:
+    """The cross-service rules of one manager, for one ``serve``."""
+
+    def __init__(
+        self,
+        manager: str,
+        strategy: Strategy,
+        intensity: Intensity | None,
+        runners: Mapping[str, Runner],
+    ) -> None:
+        self.manager = manager
+        self.strategy = strategy
+        self.intensity = intensity
+        self.runners = runners
+        self.lock = trio.Lock()
+        self.has_dependencies = any(r.depends_on for r in runners.values())
+
+    # ------------------------------------------------------------- intensity
+
+    def note_restart(self, ctx: ServeContext, runner: Runner, error: BaseException | None) -> bool:
+        """Count an automatic restart; return ``False`` if the manager must give up."""
+        intensity = self.intensity
+        if intensity is None or not intensity.record(trio.current_time(), error):
+            return True
+        reason = (
+            f"more than {intensity.limit} restarts within {intensity.period:g}s "
+            f"(last: {runner.name})"
+        )
+        exc = RestartIntensityExceeded(self.manager, reason)
+        failures = intensity.failures()
+        if failures:
+            exc.__cause__ = ExceptionGroup(f"recent failures in {self.manager}", failures)
+        if ctx.fatal is None:
+            ctx.fatal = exc
+        ctx.terminated.set()
+        if runner.hub.wanted(logging.ERROR):
+            runner.hub.emit(
+                ManagerGaveUp(manager=self.manager, time=trio.current_time(), reason=reason),
+                logging.ERROR,
+            )
+        return False
+
+    # ------------------------------------------------------------ strategies
+
+    def siblings(self, runner: Runner) -> list[Runner]:
+        """The live services the strategy restarts along with *runner*."""
+        if self.strategy is Strategy.ONE_FOR_ONE:
+            return []
+        others = (r for r in self.runners.values() if r is not runner and r.alive)
+        if self.strategy is Strategy.REST_FOR_ONE:
+            return [r for r in others if r.start_seq > runner.start_seq]
+        return list(others)
+
+    async def group_restart(
+        self, ctx: ServeContext, failed: Runner, group: list[Runner], delay: float
+    ) -> None:
+        """Stop *group* (reverse start order), wait out *delay*, start all in start order."""
+        deadline = trio.current_time() + delay
+        async with self.lock:
+            everyone = sorted([failed, *group], key=lambda r: r.start_seq)
+            for runner in group:
+                runner.group_pending = True
+            for runner in sorted(group, key=lambda r: r.start_seq, reverse=True):
+                if runner.alive:
+                    runner.request_cancel()
+                    await runner.wait_done()  # never two instances at once
+                runner.update_status()
+            await trio.sleep_until(deadline)
+            failed.count_restart(ctx)
+            for runner in everyone:
+                runner.group_pending = False
+                runner.update_status()
+            for runner in everyone:
+                if ctx.stopping:
+                    return
+                if runner.stopped or runner.alive or runner.deleted or runner.failed:
+                    continue
+                settled = runner.settled_event()
+                runner.spawn(ctx)
+                await settled.wait()
+
+    # ---------------------------------------------------------- dependencies
+
+    def dependents(self, runner: Runner) -> list[Runner]:
+        """Every live service that depends on *runner*, directly or not."""
+        if not self.has_dependencies:
+            return []
+        found: dict[str, Runner] = {}
+        stack = [runner.name]
+        while stack:
+            name = stack.pop()
+            for other in self.runners.values():
+                if name in other.depends_on and other.name not in found:
+                    found[other.name] = other
+                    stack.append(other.name)
+        return [r for r in found.values() if r.alive]
+
+    async def restart_dependents(self, ctx: ServeContext, dependents: Iterable[Runner]) -> None:
+        """Stop *dependents* (dependents first), then start them again.
+
+        Each waits in its own task until its dependencies are ready again.
+        """
+        ordered = sorted(dependents, key=lambda r: (r.depth, r.start_seq), reverse=True)
+        for runner in ordered:
+            if runner.alive:
+                runner.request_cancel()
+                await runner.wait_done()
+        for runner in reversed(ordered):
+            if ctx.stopping:
+                return
+            if runner.stopped or runner.alive or runner.deleted or runner.failed:
+                continue
+            runner.spawn(ctx)
