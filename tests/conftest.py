@@ -7,6 +7,8 @@ from collections.abc import Iterator
 
 import pytest
 
+pytest_plugins = ["trisup.testing"]
+
 
 @pytest.fixture(autouse=True)
 def _quiet_trisup_logs() -> Iterator[None]:

@@ -7,8 +7,9 @@ from __future__ import annotations
 
 import random
 from collections import deque
+from dataclasses import dataclass
 
-__all__ = ["RestartWindow", "jittered", "next_delay"]
+__all__ = ["RestartWindow", "Schedule", "jittered", "next_delay", "preview"]
 
 
 def next_delay(current: float, multiplier: float, cap: float) -> float:
@@ -61,3 +62,60 @@ class RestartWindow:
     def clear(self) -> None:
         """Forget every restart."""
         self._times.clear()
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Schedule:
+    """When a service that fails at once is started, and when it is marked failed.
+
+    Attributes:
+        starts: the time of each start, from 0 (jitter not applied).
+        delays: the wait before each restart (``starts[i + 1] - starts[i]``).
+        failed_at: when it is marked ``FAILED``, or ``None`` if it is still
+            being restarted after the failures previewed.
+        max_jitter: each delay may be up to this factor longer (``1 + jitter``).
+    """
+
+    starts: tuple[float, ...]
+    delays: tuple[float, ...]
+    failed_at: float | None
+    max_jitter: float
+
+
+def preview(
+    *,
+    failures: int,
+    restart_delay: float,
+    max_restart_delay: float,
+    backoff_multiplier: float,
+    max_restarts: int,
+    restart_window: float,
+    max_restarts_in_window: int,
+    jitter: float,
+) -> Schedule:
+    """Replay the restart path of SPEC §4 for *failures* immediate failures."""
+    if isinstance(failures, bool) or not isinstance(failures, int) or failures < 0:
+        raise ValueError(f"failures must be a non-negative int, not {failures!r}")
+    now = 0.0
+    starts = [0.0]
+    delays: list[float] = []
+    window = RestartWindow()
+    delay = restart_delay
+    failed_at: float | None = None
+    for _ in range(failures):
+        if max_restarts > 0 and len(delays) >= max_restarts:
+            failed_at = now
+            break
+        if max_restarts_in_window > 0 and (
+            window.count(now, restart_window) >= max_restarts_in_window
+        ):
+            failed_at = now
+            break
+        now += delay
+        delays.append(delay)
+        starts.append(now)
+        window.record(now, max_restarts_in_window)
+        delay = next_delay(delay, backoff_multiplier, max_restart_delay)
+    return Schedule(
+        starts=tuple(starts), delays=tuple(delays), failed_at=failed_at, max_jitter=1.0 + jitter
+    )

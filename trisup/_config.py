@@ -14,6 +14,7 @@ import math
 from dataclasses import dataclass
 from typing import final
 
+from ._backoff import Schedule, preview
 from ._status import RestartPolicy
 
 __all__ = [
@@ -77,6 +78,28 @@ class ServiceConfig:
     jitter: float = 0.0
     stop_timeout: float = 10.0
     grace_period: float = 0.0
+
+    def schedule(self, failures: int) -> Schedule:
+        """Preview the restarts of a service that fails at once *failures* times.
+
+        Answers "how long until it gives up?": the start times (jitter not
+        applied; each delay may be up to ``1 + jitter`` times longer) and when
+        it is marked ``FAILED``. Out-of-range values are previewed as repaired.
+
+        Raises:
+            ValueError: *failures* is not a non-negative int.
+        """
+        c = repair(self, "schedule", log=False)
+        return preview(
+            failures=failures,
+            restart_delay=c.restart_delay,
+            max_restart_delay=c.max_restart_delay,
+            backoff_multiplier=c.backoff_multiplier,
+            max_restarts=c.max_restarts,
+            restart_window=c.restart_window,
+            max_restarts_in_window=c.max_restarts_in_window,
+            jitter=c.jitter,
+        )
 
     def __post_init__(self) -> None:
         policy: object = self.restart_policy
@@ -168,7 +191,7 @@ def build_config(options: tuple[object, ...], fields: dict[str, object]) -> Serv
     return config
 
 
-def repair(config: ServiceConfig, service: str) -> ServiceConfig:
+def repair(config: ServiceConfig, service: str, *, log: bool = True) -> ServiceConfig:
     """Apply the seed's repair rules, logging each at WARNING; return the result."""
     if not isinstance(config, ServiceConfig):
         raise TypeError(f"config must be a ServiceConfig, not {type(config).__name__}")
@@ -176,6 +199,8 @@ def repair(config: ServiceConfig, service: str) -> ServiceConfig:
 
     def fix(field: str, given: object, used: object) -> None:
         fixed[field] = used
+        if not log:
+            return
         logger.warning(
             "invalid %s=%r for service %s, using %r",
             field,
