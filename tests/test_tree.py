@@ -230,3 +230,16 @@ def test_manager_argument_errors() -> None:
         trisup.Manager(period=0)
     with pytest.raises(TypeError, match="period"):
         trisup.Manager(period="5")  # type: ignore[arg-type]
+
+
+async def test_shutdown_during_group_restart(autojump_clock: trio.testing.MockClock) -> None:
+    """A shutdown while a group restart waits leaves no service looking alive."""
+    log: list[str] = []
+    m = trisup.Manager(strategy=Strategy.ONE_FOR_ALL)
+    m.add(Node("a", log))
+    m.add(Node("b", log, fail_at=(2,)), restart_delay=10)
+    with trio.move_on_after(5):
+        await m.serve()
+    statuses = {i.name: i.status for i in m.get_services_info()}
+    assert statuses == {"a": S.IDLE, "b": S.ERROR}
+    assert log[-2:] == ["2 fail b", "2 stop a"]

@@ -526,6 +526,10 @@ class Manager:
             self._ctx = None
             self._accepting = False
             self._serving = False
+            for runner in self._runners.values():
+                if runner.group_pending:  # a group restart cut short by the shutdown
+                    runner.group_pending = False
+                    runner.update_status()
             self._manager_event(ManagerStopped)
         if error is not None:
             raise error
