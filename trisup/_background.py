@@ -3,15 +3,35 @@
 from __future__ import annotations
 
 import inspect
-from collections.abc import Callable
-from typing import final
+import logging
+import signal
+from collections.abc import Awaitable, Callable
+from typing import Protocol, final
 
 import outcome
 import trio
 
-__all__ = ["BackgroundServe", "ForwardStatus", "call_hook"]
+from ._errors import FatalError, find_terminate
+from ._status import ExitStatus
+
+__all__ = [
+    "BackgroundServe",
+    "ForwardStatus",
+    "call_hook",
+    "exit_status",
+    "run_with_signals",
+    "serve_in_background",
+]
+
+logger = logging.getLogger("trisup")
 
 Hook = Callable[[], object]
+
+
+class _Serve(Protocol):
+    def __call__(
+        self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED
+    ) -> Awaitable[None]: ...
 
 
 async def call_hook(fn: Hook) -> None:
@@ -80,3 +100,74 @@ class BackgroundServe:
     def scope(self) -> trio.CancelScope:
         """The cancel scope ``serve`` runs in (for the manager)."""
         return self._scope
+
+
+async def serve_in_background(
+    serve: _Serve,
+    handle: BackgroundServe,
+    *,
+    task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED,
+) -> None:
+    """Run *serve* in the handle's scope; its errors go to the handle, not the nursery."""
+    forward = ForwardStatus(task_status)
+    result: outcome.Outcome[None] = outcome.Value(None)
+    try:
+        with handle.scope:
+            try:
+                await serve(task_status=forward)
+            except Exception as exc:
+                result = outcome.Error(exc)
+    finally:
+        handle.finish(result)
+    if not forward.called:
+        task_status.started()
+
+
+async def run_with_signals(name: str, serve: _Serve, abort: Callable[[], None]) -> ExitStatus:
+    """Serve until SIGINT / SIGTERM (a second one calls *abort*); return the exit status."""
+    result: outcome.Outcome[None] = outcome.Value(None)
+    serve_scope = trio.CancelScope()
+    with trio.open_signal_receiver(signal.SIGINT, signal.SIGTERM) as signals:
+        async with trio.open_nursery() as nursery:
+
+            async def watch() -> None:
+                async for signum in signals:
+                    sig = signal.Signals(signum).name
+                    extra = {"manager": name, "event": "signal", "signal": sig}
+                    if not serve_scope.cancel_called:
+                        logger.warning("received %s, shutting down", sig, extra=extra)
+                        serve_scope.cancel(reason=f"trisup: {sig}")
+                    else:
+                        logger.warning("received %s again, stopping at once", sig, extra=extra)
+                        abort()
+
+            nursery.start_soon(watch)
+            with serve_scope:
+                try:
+                    await serve()
+                except Exception as exc:
+                    result = outcome.Error(exc)
+            nursery.cancel_scope.cancel()
+    return exit_status(name, result)
+
+
+def exit_status(name: str, result: outcome.Outcome[None]) -> ExitStatus:
+    """The exit status of a serve that ended with *result*; errors are logged."""
+    if not isinstance(result, outcome.Error):
+        return ExitStatus.SUCCESS
+    term = find_terminate(result.error)
+    if isinstance(term, FatalError):
+        logger.error(
+            "manager %s ended by a fatal error: %s",
+            name,
+            term,
+            extra={"manager": name, "event": "fatal", "status": int(term.status)},
+        )
+        return term.status
+    logger.error(
+        "manager %s ended with an error",
+        name,
+        exc_info=result.error,
+        extra={"manager": name, "event": "error"},
+    )
+    return ExitStatus.ERROR

@@ -10,24 +10,20 @@ from __future__ import annotations
 import logging
 import math
 import random
-import signal
 import time
 from collections.abc import AsyncGenerator, Awaitable, Callable, Iterable
 from contextlib import asynccontextmanager
 from typing import TypeVar, final
 
-import outcome
 import trio
 
-from ._background import BackgroundServe, ForwardStatus, call_hook
+from ._background import BackgroundServe, call_hook, run_with_signals, serve_in_background
 from ._config import Option, ServiceConfig, build_config, repair
 from ._errors import (
-    FatalError,
     ServiceAlreadyExists,
     ServiceNotFound,
     ServiceStopTimeout,
     SupervisorError,
-    find_terminate,
 )
 from ._events import (
     EventHub,
@@ -652,27 +648,8 @@ class Manager:
         ``wait()``, never raised into *nursery*.
         """
         handle = BackgroundServe()
-        await nursery.start(self._serve_in_background, handle)
+        await nursery.start(serve_in_background, self.serve, handle)
         return handle
-
-    async def _serve_in_background(
-        self,
-        handle: BackgroundServe,
-        *,
-        task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED,
-    ) -> None:
-        forward = ForwardStatus(task_status)
-        result: outcome.Outcome[None] = outcome.Value(None)
-        try:
-            with handle.scope:
-                try:
-                    await self.serve(task_status=forward)
-                except Exception as exc:
-                    result = outcome.Error(exc)
-        finally:
-            handle.finish(result)
-        if not forward.called:
-            task_status.started()
 
     async def run(self) -> ExitStatus:
         """Serve with graceful SIGINT / SIGTERM handling; return the exit status.
@@ -681,54 +658,4 @@ class Manager:
         short. Returns ``SUCCESS`` after a signal, a fatal error's status, or
         ``ERROR`` (logged) for any other error. ``sys.exit(trio.run(m.run))``.
         """
-        result: outcome.Outcome[None] = outcome.Value(None)
-        serve_scope = trio.CancelScope()
-        with trio.open_signal_receiver(signal.SIGINT, signal.SIGTERM) as signals:
-            async with trio.open_nursery() as nursery:
-
-                async def watch() -> None:
-                    async for signum in signals:
-                        sig = signal.Signals(signum).name
-                        if not serve_scope.cancel_called:
-                            logger.warning(
-                                "received %s, shutting down",
-                                sig,
-                                extra={"manager": self.name, "event": "signal"},
-                            )
-                            serve_scope.cancel(reason=f"trisup: {sig}")
-                        else:
-                            logger.warning(
-                                "received %s again, stopping at once",
-                                sig,
-                                extra={"manager": self.name, "event": "signal"},
-                            )
-                            self._abort()
-
-                nursery.start_soon(watch)
-                with serve_scope:
-                    try:
-                        await self.serve()
-                    except Exception as exc:
-                        result = outcome.Error(exc)
-                nursery.cancel_scope.cancel()
-        return self._exit_status(result)
-
-    def _exit_status(self, result: outcome.Outcome[None]) -> ExitStatus:
-        if not isinstance(result, outcome.Error):
-            return ExitStatus.SUCCESS
-        term = find_terminate(result.error)
-        if isinstance(term, FatalError):
-            logger.error(
-                "manager %s ended by a fatal error: %s",
-                self.name,
-                term,
-                extra={"manager": self.name, "event": "fatal", "status": int(term.status)},
-            )
-            return term.status
-        logger.error(
-            "manager %s ended with an error",
-            self.name,
-            exc_info=result.error,
-            extra={"manager": self.name, "event": "error"},
-        )
-        return ExitStatus.ERROR
+        return await run_with_signals(self.name, self.serve, self._abort)
