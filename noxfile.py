@@ -45,3 +45,13 @@ def demo(session: nox.Session) -> None:
     """Run ``trisup demo``."""
     session.install(".")
     session.run("trisup", "demo", *session.posargs)
+
+
+@nox.session
+def bench(session: nox.Session) -> None:
+    """Run the benchmark suite against the installed package (not run by CI).
+
+    Pass ``-- --quick`` for a run under a minute, ``-- --json FILE`` to keep the rows.
+    """
+    session.install(".")
+    session.run("python", "bench/run.py", *session.posargs)

@@ -1,14 +1,14 @@
 """The ``trisup`` command line and its ``demo`` command.
 
-The demo runs in real time, so it is exercised as a real subprocess (``python
--m trisup``, from a directory outside the repository so that the installed
-package is imported); argument handling is also tested in-process.
+The demo runs in real time with real child processes, so it is exercised as a
+real subprocess (``python -m trisup``, from a directory outside the repository
+so that the installed package is imported); argument handling is also tested
+in-process.
 """
 
 from __future__ import annotations
 
 import io
-import logging
 import re
 import signal
 import subprocess
@@ -20,11 +20,11 @@ import pytest
 
 import trisup
 from trisup.__main__ import main
-from trisup._demo import Narrator
+from trisup._demo import DEMO_CONFIG, demo_config, run_demo
+from trisup._tomlconfig import parse_config
 
-ROOT_SERVICES = ("ticker", "flaky", "doomed", "api", "backend")
+ROOT_SERVICES = ("steady", "flaky", "reloader", "ticker", "doomed", "backend")
 NESTED_SERVICES = ("cache", "migrate")
-STATUS_LINE = re.compile(r"^\s*\d+\.\d+s\s+(\S+)\s+(\S+) -> (\w+)(?:: (.*))?$", re.MULTILINE)
 
 
 def _trisup(cwd: Path, *args: str) -> subprocess.CompletedProcess[str]:
@@ -40,45 +40,62 @@ def _trisup(cwd: Path, *args: str) -> subprocess.CompletedProcess[str]:
 def _tables(stdout: str) -> dict[str, dict[str, list[str]]]:
     """The final tables: manager name -> service name -> the row's cells."""
     _, _, tail = stdout.partition("final service info")
+    tail, _, _ = tail.partition("\nprocesses\n")
     tables: dict[str, dict[str, list[str]]] = {}
     current: dict[str, list[str]] | None = None
     for line in tail.splitlines():
         heading = re.match(r"^(\S+) \((root manager|nested in \S+)\)$", line)
         if heading:
             current = tables.setdefault(heading.group(1), {})
-        elif current is not None and line.startswith("  ") and not line.strip().startswith("NAME"):
+        elif current is not None and line.startswith("  ") and "SERVICE" not in line:
             cells = line.split()
             current[cells[0]] = cells
     return tables
 
 
-def test_demo_runs_narrates_and_prints_the_final_tables(tmp_path: Path) -> None:
-    """`trisup demo --duration 5` narrates status changes, then tabulates every service."""
+def _events(stdout: str, **fields: str) -> list[str]:
+    """The logfmt lines that have every ``key=value`` of *fields*."""
+    return [
+        line
+        for line in stdout.splitlines()
+        if line.startswith("ts=") and all(f" {k}={v} " in f" {line} " for k, v in fields.items())
+    ]
+
+
+def test_demo_supervises_processes_and_prints_the_final_tables(tmp_path: Path) -> None:
+    """`trisup demo --duration 5`: processes crash, back off and relaunch; tables follow."""
     began = time.monotonic()
     result = _trisup(tmp_path, "demo", "--duration", "5")
     elapsed = time.monotonic() - began
     assert result.returncode == 0, result.stderr
     assert "Traceback" not in result.stderr
     assert 5 <= elapsed < 30
+    out = result.stdout
 
-    changes = STATUS_LINE.findall(result.stdout)
-    flaky = [(old, new, error) for who, old, new, error in changes if who == "flaky"]
-    assert ("idle", "running", "") in flaky
-    assert any(error == "simulated crash #1" for _, _, error in flaky)
-    assert re.search(r"flaky\s+restarting in 0\.5s", result.stdout)
-    assert re.search(r"doomed\s+gave up: max_restarts=2 reached", result.stdout)
-    api = [(old, new) for who, old, new, _ in changes if who == "api"]
-    assert ("starting", "running") in api
-    assert "the duration ran out" in result.stdout
+    assert _events(out, service="steady", event="output", stream="stdout")
+    assert _events(out, service="steady", old="starting", new="running", event="status")
+    flaky = _events(out, service="flaky", outcome="failure", event="exited")
+    assert flaky and "exited with code 1; stderr: RuntimeError: lost the connection" in flaky[0]
+    assert _events(out, service="flaky", delay="0.5", event="backing_off")
+    assert _events(out, service="reloader", event="relaunch", returncode="3")
+    assert not _events(out, service="reloader", event="exited", outcome="failure")
+    assert _events(out, service="doomed", event="failed")
+    assert "(the duration ran out)" in out
 
-    tables = _tables(result.stdout)
+    tables = _tables(out)
     assert list(tables) == ["demo", "backend"]
     assert tuple(tables["demo"]) == ROOT_SERVICES
     assert tuple(tables["backend"]) == NESTED_SERVICES
     doomed = tables["demo"]["doomed"]
-    assert doomed[1:7] == ["failed", "failed", "3", "2", "3", "3"]
-    assert doomed[8] == "2s"  # current delay: 0.5s doubled twice
+    assert doomed[1:6] == ["failed", "failed", "3", "2", "3"]
+    assert (doomed[6], doomed[7]) == ("1.5s", "2s")  # three runs of 0.5s; 0.5s doubled twice
+    reloader = tables["demo"]["reloader"]
+    assert reloader[3:6] == ["1", "0", "0"]  # one start seen by the manager, no restart
+    assert int(tables["demo"]["flaky"][4]) >= 1
     assert tables["backend"]["migrate"][2] == "completed"
+    relaunches = re.search(r"reloader\s+last exit: [^;]+; relaunches: (\d+);", out)
+    assert relaunches is not None and int(relaunches.group(1)) >= 1
+    assert "trisup demo --print-config > demo.toml" in out
 
 
 @pytest.mark.skipif(sys.platform == "win32", reason="POSIX signals")
@@ -92,21 +109,32 @@ def test_demo_ends_gracefully_on_sigint(tmp_path: Path) -> None:
         text=True,
     ) as proc:
         assert proc.stdout is not None
-        head: list[str] = []
         for line in proc.stdout:
-            head.append(line)
-            if re.search(r"\bdemo\s+serving$", line):
+            if "service=steady old=starting new=running" in line:
                 break
         began = time.monotonic()
         proc.send_signal(signal.SIGINT)
         stdout, stderr = proc.communicate(timeout=60)
     assert proc.returncode == 0, stderr
     assert time.monotonic() - began < 30
-    assert "received SIGINT, shutting down" in stdout
-    assert "interrupted by a signal" in stdout
+    assert "received SIGINT, shutting down gracefully" in stdout
+    assert "(stopped by SIGINT)" in stdout
     tables = _tables(stdout)
     assert tuple(tables["demo"]) == ROOT_SERVICES
     assert tuple(tables["backend"]) == NESTED_SERVICES
+    assert re.search(r"steady\s+last exit: killed by SIGTERM;", stdout)
+
+
+def test_print_config_is_a_valid_file(capsys: pytest.CaptureFixture[str]) -> None:
+    """`trisup demo --print-config` prints the processes' TOML, valid for `trisup run`."""
+    assert main(["demo", "--print-config"]) == 0
+    text = capsys.readouterr().out
+    assert text == DEMO_CONFIG
+    plan = parse_config(text, file="demo.toml", base_dir=Path.cwd())
+    assert [s.name for s in plan.services] == ["steady", "flaky", "reloader"]
+    assert plan.services[0].process["argv"][0] == "python3"  # type: ignore[index]
+    custom = parse_config(demo_config("/opt/py"), file="demo.toml", base_dir=Path.cwd())
+    assert all(s.process["argv"][0] == "/opt/py" for s in custom.services)  # type: ignore[index]
 
 
 @pytest.mark.parametrize("value", ["-1", "abc", "0", "nan", "inf"])
@@ -131,7 +159,8 @@ def test_no_command_prints_usage(argv: list[str], capsys: pytest.CaptureFixture[
     assert main(argv) == 0
     out = capsys.readouterr().out
     assert out.startswith("usage: trisup")
-    assert "demo" in out
+    for command in ("run", "check", "status", "demo"):
+        assert re.search(rf"^\s+{command}\s", out, re.MULTILINE), command
 
 
 def test_demo_help_names_duration(capsys: pytest.CaptureFixture[str]) -> None:
@@ -140,31 +169,32 @@ def test_demo_help_names_duration(capsys: pytest.CaptureFixture[str]) -> None:
     out = " ".join(capsys.readouterr().out.split())  # whatever the terminal width
     assert "--duration SECONDS how long to run" in out
     assert "(default: 20)" in out
+    assert "--no-live" in out
 
 
-def test_main_returns_2_for_a_bad_duration(capsys: pytest.CaptureFixture[str]) -> None:
+@pytest.mark.parametrize(
+    ("argv", "message"),
+    [
+        (["demo", "--duration", "-0.5"], "argument --duration: must be a positive, finite number"),
+        (["check", "f.toml", "--failures", "0"], "argument --failures: must be at least 1"),
+        (["check", "f.toml", "--failures", "x"], "argument --failures: not an integer"),
+        (["status"], "the following arguments are required: --url"),
+        (["run"], "the following arguments are required: FILE"),
+    ],
+)
+def test_usage_errors_return_2(
+    argv: list[str], message: str, capsys: pytest.CaptureFixture[str]
+) -> None:
     """In-process, a usage error is returned as 2 rather than raised."""
-    assert main(["demo", "--duration", "-0.5"]) == 2
-    assert "argument --duration: must be a positive, finite number" in capsys.readouterr().err
+    assert main(argv) == 2
+    assert message in capsys.readouterr().err
 
 
-def test_narrator_folds_failures_into_status_and_backoff_lines() -> None:
-    """A failure is appended to the status change it causes, or else to the backoff line."""
-
-    def record(**extra: object) -> logging.LogRecord:
-        return logging.makeLogRecord({"levelno": logging.DEBUG, **extra})
-
-    narrator = Narrator(io.StringIO(), width=6)
-    crash = record(event="exited", service="flaky", error="boom")
-    assert narrator.describe(crash) is None
-    change = record(event="status", service="flaky", old="running", new="crashing")
-    assert narrator.describe(change) == ("flaky", "running -> crashing: boom")
-    backoff = record(event="backing_off", service="flaky", delay=0.5)
-    assert narrator.describe(backoff) == ("flaky", "restarting in 0.5s")
-    narrator.describe(crash)  # crashing again: no status change follows
-    assert narrator.describe(backoff) == ("flaky", "crashed again: boom; restarting in 0.5s")
-    assert narrator.describe(record(event="added", service="flaky")) is None
-    assert narrator.describe(record(event="manager_started", manager="demo")) == (
-        "demo",
-        "serving",
-    )
+def test_run_demo_in_process() -> None:
+    """run_demo serves the tree for its duration and reports on the given stream."""
+    out = io.StringIO()
+    assert run_demo(1.0, live=False, out=out) == 0
+    text = out.getvalue()
+    assert "(the duration ran out)" in text
+    assert tuple(_tables(text)["demo"]) == ROOT_SERVICES
+    assert "event=manager_started" in text

@@ -40,6 +40,7 @@ from ._runner import CurrentService, current_service
 from ._service import Service, new_service
 from ._status import ExitStatus, Metric, RestartPolicy, ServiceInfo, ServiceStatus
 from ._tree import Strategy
+from .process import ProcessService
 
 __version__ = "0.1.0"
 
@@ -52,6 +53,7 @@ __all__ = [
     "Manager",
     "Metric",
     "Option",
+    "ProcessService",
     "RestartIntensityExceeded",
     "RestartPolicy",
     "Service",

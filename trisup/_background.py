@@ -147,6 +147,13 @@ async def run_with_signals(name: str, serve: _Serve, abort: Callable[[], None]) 
                     await serve()
                 except Exception as exc:
                     result = outcome.Error(exc)
+            # A signal that came before serve returned may still be on its way to the
+            # watcher (trio delivers them with run_sync_soon, in order): let it arrive,
+            # or closing the receiver would re-raise it (KeyboardInterrupt, or SIGTERM's
+            # default action) after the shutdown has run.
+            delivered = trio.Event()
+            trio.lowlevel.current_trio_token().run_sync_soon(delivered.set)
+            await delivered.wait()
             nursery.cancel_scope.cancel()
     return exit_status(name, result)
 

@@ -117,11 +117,24 @@ class ServiceConfig:
             value = getattr(self, field)
             if isinstance(value, bool) or not isinstance(value, (int, float)):
                 raise TypeError(f"{field} must be a number of seconds, not {type(value).__name__}")
-            if not math.isfinite(value):
-                raise ValueError(f"{field} must be finite, not {value!r}")
+            if not finite(value):
+                raise ValueError(f"{field} must be finite, not {_shown(value)}")
             object.__setattr__(self, field, float(value))
         if not isinstance(self.auto_start, bool):
             raise TypeError(f"auto_start must be a bool, not {type(self.auto_start).__name__}")
+
+
+def finite(value: float) -> bool:
+    """Whether *value* is finite and fits in a float (an int may be too large)."""
+    try:
+        return math.isfinite(value)
+    except OverflowError:
+        return False
+
+
+def _shown(value: float) -> str:
+    # repr of an int with thousands of digits raises; its size says enough
+    return f"an int of {value.bit_length()} bits" if isinstance(value, int) else repr(value)
 
 
 _POLICY_VALUES = frozenset(int(p) for p in RestartPolicy)

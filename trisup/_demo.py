@@ -1,77 +1,116 @@
-"""``trisup demo``: a small supervision tree that narrates itself on stdout.
+"""``trisup demo``: real child processes and in-process services under one tree.
 
 The tree::
 
-    demo                the root Manager
-    |-- ticker          a steady worker: one tick a second
-    |-- flaky           crashes every 2 s; restart_delay 0.5 s, doubling up to 2 s
-    |-- doomed          fails every 0.5 s; max_restarts=2, then FAILED for good
-    |-- api             reports readiness through task_status after a 1 s warm-up
-    `-- backend         a nested Manager (a Manager is a Service)
-        |-- cache       ready after 0.5 s
-        `-- migrate     a one-shot job: returns after 2 s, policy ON_FAILURE
+    demo                          the root Manager
+    |-- steady    process         prints a tick a second; ready once it says "listening"
+    |-- flaky     process         exits 1 after 1.5 s: crashes, backs off 0.5, 1, 2, 2 s
+    |-- reloader  process         exits 3 every 2.5 s: relaunched at once, not a failure
+    |-- ticker    in-process      a steady task: one tick a second
+    |-- doomed    in-process      fails every 0.5 s; max_restarts=2, then FAILED for good
+    `-- backend   in-process      a nested Manager
+        |-- cache                 ready after 0.5 s
+        `-- migrate               a one-shot job: returns after 2 s (policy on_failure)
 
-It serves the tree with `Manager.run` (so Ctrl-C / SIGTERM shut it down
-gracefully) inside ``trio.move_on_after(duration)``; either way the shutdown
-sequence runs. Status changes, failures and backoff waits are printed as they
-happen by a `logging.Handler` on the ``trisup`` logger, and a table of every
-service's info follows the shutdown. This module is the CLI; it may print.
+The processes come from a TOML configuration (`DEMO_CONFIG`, the format of
+``trisup run``; ``trisup demo --print-config`` prints it), the in-process
+services are added in code. The tree is supervised as ``trisup run`` does it
+(live table in a terminal, one log line per event otherwise, graceful on
+SIGINT / SIGTERM) for ``--duration`` seconds; a table of every service's info
+follows the shutdown. This module is the CLI; it may print.
 """
 
 from __future__ import annotations
 
-import logging
+import dataclasses
+import functools
+import json
 import sys
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass
+from pathlib import Path
 from typing import TextIO
 
 import trio
 
-from . import (
-    ExitStatus,
-    Manager,
-    RestartPolicy,
-    ServiceInfo,
-    ServiceStatus,
-    new_service,
-    with_backoff,
-    with_restart_delay,
-    with_restart_window,
-)
+from ._cli import cli_logging, make_live_view, supervise
+from ._manager import Manager
+from ._report import HEADERS, NUMERIC, Row, align, clip, row_from_dict
+from ._service import new_service
+from ._status import ExitStatus, RestartPolicy, ServiceStatus
+from ._tomlconfig import build, parse_config
+from .process import ProcessService
 
-__all__ = ["DEFAULT_DURATION", "Narrator", "build_tree", "run_demo"]
+__all__ = ["DEFAULT_DURATION", "DEMO_CONFIG", "build_tree", "demo_config", "run_demo"]
 
 DEFAULT_DURATION = 20.0
 """How long ``trisup demo`` runs unless told otherwise, in seconds."""
 
-_TREE = """\
-  demo                the root Manager
-  |-- ticker          a steady worker: one tick a second
-  |-- flaky           crashes every 2s; restart_delay 0.5s, doubling up to 2s
-  |-- doomed          fails every 0.5s; max_restarts=2, then failed for good
-  |-- api             reports readiness through task_status after a 1s warm-up
-  `-- backend         a nested Manager
-      |-- cache       ready after 0.5s
-      `-- migrate     a one-shot job: returns after 2s, policy ON_FAILURE
+DEMO_CONFIG = """\
+# The processes of `trisup demo`, in the format of `trisup run`.
+
+[manager]
+name = "demo"
+stop_timeout = 10
+
+[services.steady]
+command = ["python3", "-u", "-c", '''
+import itertools, time
+print("listening on :8000")
+for i in itertools.count(1):
+    time.sleep(1)
+    print(f"tick {i}")
+''']
+ready_pattern = "listening"
+stop_timeout = 5
+
+[services.flaky]
+command = ["python3", "-u", "-c", '''
+import sys, time
+print("working")
+time.sleep(1.5)
+sys.exit("RuntimeError: lost the connection to the queue")
+''']
+restart_delay = 0.5
+max_restart_delay = 2
+restart_window = 60
+max_restarts_in_window = 20
+
+[services.reloader]
+command = ["python3", "-u", "-c", '''
+import time
+print("serving with configuration v1")
+time.sleep(2.5)
+print("configuration changed: exit 3 asks for a restart")
+raise SystemExit(3)
+''']
 """
 
-_FAILURE_STATUSES = frozenset({ServiceStatus.CRASHING, ServiceStatus.FAILED, ServiceStatus.ERROR})
-_MANAGER_EVENTS = {
-    "manager_started": "serving",
-    "manager_stopping": "shutting down",
-    "manager_stopped": "stopped",
-}
+_TREE = """\
+  demo                          the root Manager
+  |-- steady    process         prints a tick a second; ready once it says "listening"
+  |-- flaky     process         exits 1 after 1.5s: crashes, backs off 0.5, 1, 2, 2s
+  |-- reloader  process         exits 3 every 2.5s: relaunched at once, not a failure
+  |-- ticker    in-process      a steady task: one tick a second
+  |-- doomed    in-process      fails every 0.5s; max_restarts=2, then failed for good
+  `-- backend   in-process      a nested Manager
+      |-- cache                 ready after 0.5s
+      `-- migrate               a one-shot job: returns after 2s (policy on_failure)
+"""
 
 
-# ------------------------------------------------------------------ services
+def demo_config(python: str = "python3") -> str:
+    """`DEMO_CONFIG` with *python* as the interpreter of the processes."""
+    return DEMO_CONFIG.replace('["python3",', f"[{json.dumps(python)},")
+
+
+# ------------------------------------------------------------ in-process
 
 
 @dataclass(slots=True)
 class _Tally:
     ticks: int = 0
-    crashes: int = 0
 
 
 async def _tick(tally: _Tally) -> None:
@@ -79,13 +118,6 @@ async def _tick(tally: _Tally) -> None:
     while True:
         await trio.sleep(1.0)
         tally.ticks += 1
-
-
-async def _flaky(tally: _Tally) -> None:
-    """Works for 2 s, then crashes."""
-    await trio.sleep(2.0)
-    tally.crashes += 1
-    raise RuntimeError(f"simulated crash #{tally.crashes}")
 
 
 async def _doomed() -> None:
@@ -106,143 +138,21 @@ async def _migrate() -> None:
     await trio.sleep(2.0)
 
 
-def build_tree(tally: _Tally | None = None) -> tuple[Manager, Manager]:
-    """Build the demo's tree; return the root manager and the nested one."""
+def build_tree(tally: _Tally | None = None) -> tuple[Manager, Manager, list[ProcessService]]:
+    """The demo's tree: the root manager, the nested one, and the processes."""
     tally = _Tally() if tally is None else tally
-    root = Manager("demo", stop_timeout=5.0)
+    plan = parse_config(demo_config(sys.executable), file="<demo>", base_dir=Path.cwd())
+    root, processes = build(plan)
     root.add(new_service("ticker", _tick, tally))
-    root.add(
-        new_service("flaky", _flaky, tally),
-        with_restart_delay(0.5),
-        with_backoff(2.0, 2.0),
-        with_restart_window(60.0, 10),
-    )
     root.add(new_service("doomed", _doomed), restart_delay=0.5, max_restarts=2)
-    root.add(new_service("api", _warm_up, 1.0))
     backend = Manager("backend", stop_timeout=5.0)
     backend.add(new_service("cache", _warm_up, 0.5))
     backend.add(new_service("migrate", _migrate), restart_policy=RestartPolicy.ON_FAILURE)
     root.add(backend)
-    return root, backend
+    return root, backend, processes
 
 
-# ----------------------------------------------------------------- narration
-
-
-def _extra(record: logging.LogRecord, key: str) -> str:
-    """The ``extra`` field *key* of *record* as text ("" when absent)."""
-    value: object = getattr(record, key, None)
-    return "" if value is None else str(value)
-
-
-class Narrator(logging.Handler):
-    """Prints trisup's status changes, failures and backoff waits, one line each.
-
-    Attach it to the ``trisup`` logger at DEBUG. A failure is logged just before
-    the status change it causes, so its message is appended to that status
-    line; a repeated crash of a service that stays ``crashing`` (no status
-    change) is printed with its backoff line instead.
-    """
-
-    def __init__(self, stream: TextIO, *, width: int = 8) -> None:
-        super().__init__(logging.DEBUG)
-        self.stream = stream
-        self.width = width
-        self.start = time.monotonic()
-        self._pending: dict[str, str] = {}
-
-    def emit(self, record: logging.LogRecord) -> None:
-        """Print *record* if it is one the demo narrates."""
-        try:
-            described = self.describe(record)
-            if described is not None:
-                who, text = described
-                elapsed = time.monotonic() - self.start
-                self.stream.write(f"{elapsed:7.2f}s  {who:<{self.width}}  {text}\n")
-                self.stream.flush()
-        except Exception:
-            self.handleError(record)
-
-    def describe(self, record: logging.LogRecord) -> tuple[str, str] | None:
-        """Who the record is about and what to say, or ``None`` to stay quiet."""
-        event = _extra(record, "event")
-        service = _extra(record, "service")
-        if event == "status" and service:
-            new: object = getattr(record, "new", None)
-            text = f"{_extra(record, 'old') or '-'} -> {new}"
-            error = self._pending.pop(service, None)
-            if error is not None and new in _FAILURE_STATUSES:
-                text += f": {error}"
-            return service, text
-        if event == "exited" and service:
-            self._pending[service] = _extra(record, "error")
-            return None
-        if event == "backing_off" and service:
-            delay: object = getattr(record, "delay", None)
-            text = f"restarting in {delay:g}s" if isinstance(delay, float) else "restarting"
-            error = self._pending.pop(service, None)
-            if error is not None:
-                text = f"crashed again: {error}; {text}"
-            return service, text
-        if event == "failed" and service:
-            return service, f"gave up: {_extra(record, 'reason')}"
-        if event in _MANAGER_EVENTS:
-            return _extra(record, "manager"), _MANAGER_EVENTS[event]
-        if record.levelno >= logging.WARNING:
-            return service or _extra(record, "manager") or record.name, record.getMessage()
-        return None
-
-
-# --------------------------------------------------------------------- table
-
-_HEADERS = (
-    "NAME",
-    "AT STOP",
-    "STATUS",
-    "STARTS",
-    "RESTARTS",
-    "ERRORS",
-    "CONSEC",
-    "UPTIME",
-    "DELAY",
-    "LAST ERROR",
-)
-_NUMERIC = frozenset({3, 4, 5, 6, 7})
-
-
-def _row(info: ServiceInfo, at_stop: ServiceStatus | None) -> tuple[str, ...]:
-    metric = info.metric
-    return (
-        info.name,
-        "-" if at_stop is None else str(at_stop),
-        str(info.status),
-        str(metric.start_count),
-        str(info.restart_count),
-        str(metric.error_count),
-        str(metric.consec_failures),
-        f"{metric.total_uptime:.2f}s",
-        str(info.to_dict()["current_delay"]),
-        metric.last_error or "-",
-    )
-
-
-def format_table(rows: Sequence[tuple[str, ...]], indent: str = "  ") -> str:
-    """Align *rows* under the demo's headers; numbers right, text left."""
-    table = [_HEADERS, *rows]
-    widths = [max(len(row[i]) for row in table) for i in range(len(_HEADERS))]
-    lines: list[str] = []
-    for row in table:
-        cells = [
-            cell.rjust(widths[i])
-            if i in _NUMERIC and row is not _HEADERS
-            else cell.ljust(widths[i])
-            for i, cell in enumerate(row)
-        ]
-        lines.append(indent + "  ".join(cells).rstrip())
-    return "\n".join(lines) + "\n"
-
-
-# ----------------------------------------------------------------------- run
+# ----------------------------------------------------------------- report
 
 
 class _Snapshot:
@@ -259,51 +169,90 @@ class _Snapshot:
                 self.statuses[manager.name, info.name] = info.status
 
 
-async def _supervise(root: Manager, duration: float) -> ExitStatus | None:
-    """Serve *root* for *duration* seconds; ``None`` when the time ran out."""
-    with trio.move_on_after(duration):
-        return await root.run()
-    return None
+def _final_table(rows: Sequence[tuple[Row, str]]) -> str:
+    """The table with an AT STOP column after the name."""
+    headers = (HEADERS[0], "AT STOP", *HEADERS[1:])
+    cells = [
+        (row.cells()[0], at_stop, *row.cells()[1:-1], clip(row.cells()[-1], 60))
+        for row, at_stop in rows
+    ]
+    return align(headers, cells, numeric=frozenset(i + 1 for i in NUMERIC), indent="  ")
 
 
-def run_demo(duration: float = DEFAULT_DURATION, *, stream: TextIO | None = None) -> int:
-    """Run the demo tree for *duration* seconds, narrating on *stream*.
+def _report(
+    out: TextIO,
+    root: Manager,
+    backend: Manager,
+    processes: Sequence[ProcessService],
+    snap: _Snapshot,
+) -> None:
+    out.write("final service info (AT STOP: the status when shutdown began; UPTIME: all runs)\n")
+    for manager, title in ((root, "root manager"), (backend, f"nested in {root.name}")):
+        rows = [
+            (
+                dataclasses.replace(row_from_dict(info.to_dict()), uptime=info.metric.total_uptime),
+                str(snap.statuses.get((manager.name, info.name), "-")),
+            )
+            for info in manager.get_services_info()
+        ]
+        out.write(f"\n{manager.name} ({title})\n")
+        out.write(_final_table(rows))
+    out.write("\nprocesses\n")
+    for process in processes:
+        exit_text = process.details()["last_exit"] or "-"
+        tail = process.output_tail()
+        last = tail[-1][1] if tail else "-"
+        out.write(
+            f"  {process.name:<9} last exit: {exit_text}; relaunches: {process.relaunches};"
+            f" last output: {last}\n"
+        )
+
+
+# -------------------------------------------------------------------- run
+
+
+def run_demo(
+    duration: float = DEFAULT_DURATION,
+    *,
+    live: bool = True,
+    out: TextIO | None = None,
+) -> int:
+    """Run the demo tree for *duration* seconds on *out* (default: stdout).
 
     Returns the exit code: 0 when the time ran out or a signal ended the demo.
     """
-    out = sys.stdout if stream is None else stream
+    stream: TextIO = sys.stdout if out is None else out
     tally = _Tally()
-    root, backend = build_tree(tally)
+    root, backend, processes = build_tree(tally)
     snapshot = _Snapshot(root, backend)
     root.before_stop(snapshot.take)
-    names = [info.name for m in (root, backend) for info in m.get_services_info()]
-    narrator = Narrator(out, width=max(len(n) for n in [root.name, *names]))
-    log = logging.getLogger("trisup")
-    saved_level, saved_propagate = log.level, log.propagate
-    out.write(f"trisup demo: supervising this tree for {duration:g}s (Ctrl-C stops it early)\n\n")
-    out.write(_TREE + "\n")
-    out.flush()
-    log.addHandler(narrator)
-    log.setLevel(logging.DEBUG)
-    log.propagate = False
-    try:
-        narrator.start = time.monotonic()
-        status = trio.run(_supervise, root, duration)
-    finally:
-        log.removeHandler(narrator)
-        log.setLevel(saved_level)
-        log.propagate = saved_propagate
-    elapsed = time.monotonic() - narrator.start
-    why = "the duration ran out" if status is None else "interrupted by a signal"
+    stream.write(
+        f"trisup demo: supervising this tree for {duration:g}s (Ctrl-C stops it early)\n\n"
+    )
+    stream.write(_TREE + "\n")
+    stream.flush()
+    title = f"trisup demo · {root.name}"
+    managers = [("", root), ("backend/", backend)]
+    view = make_live_view(managers, stream, title=title) if live else None
+    began = time.monotonic()
+    with cli_logging(stream, view):
+        result = trio.run(
+            functools.partial(supervise, root, processes, view=view, duration=duration)
+        )
+    elapsed = time.monotonic() - began
+    if result.signal is not None:
+        why = f"stopped by {result.signal}"
+    elif result.status is ExitStatus.SUCCESS:
+        why = "the duration ran out"
+    else:
+        why = f"ended with exit status {result.status.as_int()}"
     ticks = f"{tally.ticks} time{'' if tally.ticks == 1 else 's'}"
-    out.write(f"\nstopped after {elapsed:.2f}s ({why}); ticker ticked {ticks}\n")
-    out.write("final service info (AT STOP: the status when shutdown began)\n")
-    for manager, title in ((root, "root manager"), (backend, f"nested in {root.name}")):
-        rows = [
-            _row(i, snapshot.statuses.get((manager.name, i.name)))
-            for i in manager.get_services_info()
-        ]
-        out.write(f"\n{manager.name} ({title})\n")
-        out.write(format_table(rows))
-    out.flush()
-    return 0 if status is None else status.as_int()
+    stream.write(f"\nstopped after {elapsed:.2f}s ({why}); ticker ticked {ticks}\n")
+    _report(stream, root, backend, processes, snapshot)
+    stream.write(
+        "\nThe processes above come from a TOML file; try them yourself:\n"
+        "  trisup demo --print-config > demo.toml\n"
+        "  trisup check demo.toml && trisup run demo.toml\n"
+    )
+    stream.flush()
+    return result.status.as_int()

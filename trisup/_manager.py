@@ -8,7 +8,6 @@ synchronously, then wait (with the service's ``stop_timeout``) for its task.
 from __future__ import annotations
 
 import logging
-import math
 import random
 import time
 from collections.abc import AsyncGenerator, Awaitable, Callable, Iterable
@@ -18,7 +17,7 @@ from typing import TypeVar, final
 import trio
 
 from ._background import BackgroundServe, call_hook, run_with_signals, serve_in_background
-from ._config import Option, ServiceConfig, build_config, repair
+from ._config import Option, ServiceConfig, build_config, finite, repair
 from ._errors import (
     ServiceAlreadyExists,
     ServiceNotFound,
@@ -89,7 +88,7 @@ class Manager:
             raise TypeError(
                 f"stop_timeout must be a number of seconds, not {type(stop_timeout).__name__}"
             )
-        if not math.isfinite(stop_timeout) or stop_timeout <= 0:
+        if not finite(stop_timeout) or stop_timeout <= 0:
             raise ValueError(f"stop_timeout must be positive and finite, not {stop_timeout!r}")
         try:
             strategy = Strategy(strategy)
@@ -101,7 +100,7 @@ class Manager:
             raise ValueError(f"intensity must be a non-negative int or None, not {intensity!r}")
         if isinstance(period, bool) or not isinstance(period, (int, float)):
             raise TypeError(f"period must be a number of seconds, not {type(period).__name__}")
-        if not math.isfinite(period) or period <= 0:
+        if not finite(period) or period <= 0:
             raise ValueError(f"period must be positive and finite, not {period!r}")
         self.name = name
         self.stop_timeout = float(stop_timeout)
@@ -183,12 +182,19 @@ class Manager:
     def _check_dependencies(self, name: str, depends_on: Iterable[str]) -> tuple[str, ...]:
         if isinstance(depends_on, str):
             raise TypeError("depends_on must be a list of service names, not a str")
-        deps = tuple(depends_on)
+        try:
+            deps = tuple(depends_on)
+        except TypeError:  # not iterable: say which argument
+            raise TypeError(
+                f"depends_on must be a list of service names, not {type(depends_on).__name__}"
+            ) from None
         for dep in deps:
             if not isinstance(dep, str):
                 raise TypeError(f"depends_on must hold service names, not {dep!r}")
         if name in deps:
             raise ValueError(f"service {name!r} cannot depend on itself")
+        if not deps and self._ctx is None:
+            return deps  # no edge leaves *name*, so no cycle can pass through it
         known = [n for n in self._runners if n != name]
         graph = {n: r.depends_on for n, r in self._runners.items()}
         graph[name] = deps
@@ -511,13 +517,22 @@ class Manager:
                 nursery.start_soon(timer.run, name=f"trisup:{self.name}:timer")
                 self._manager_event(ManagerStarted)
                 try:
-                    await self._startup(ctx, task_status)
+                    with trio.CancelScope() as ctx.startup:  # a fatal error cuts it short
+                        await self._startup(ctx, task_status)
                     await ctx.terminated.wait()
                 except Exception as exc:
                     error = exc
                 finally:
-                    await self._shutdown(ctx)
-                    nursery.cancel_scope.cancel(reason="trisup: manager shut down")
+                    if error is not None or ctx.terminated.is_set():
+                        # ended by an error: a cancel (a signal) during the shutdown
+                        # must not replace that error with a Cancelled
+                        nursery.cancel_scope.shield = True
+                    try:
+                        await self._shutdown(ctx)
+                    finally:  # also when a KeyboardInterrupt cut the shutdown short
+                        for runner in self._runners.values():
+                            runner.request_cancel(at_once=True)
+                        nursery.cancel_scope.cancel(reason="trisup: manager shut down")
         finally:
             self._ctx = None
             self._accepting = False
@@ -558,6 +573,8 @@ class Manager:
                 settled = runner.settled_event()
                 runner.spawn(ctx)
                 await settled.wait()
+                # a KeyboardInterrupt that ended it has cancelled us by now: not ready
+                await trio.lowlevel.checkpoint_if_cancelled()
             else:
                 runner.spawn(ctx)
         for hook in list(self._after_start):

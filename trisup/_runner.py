@@ -77,14 +77,35 @@ class ServeContext:
     fatal: BaseException | None = None
     stopping: bool = False
     start_seq: int = 0
+    startup: trio.CancelScope | None = None
 
     def wall(self, now: float) -> float:
         """The wall-clock POSIX time of trio time *now*."""
         return now + self.wall_offset
 
+    def terminate(self, error: BaseException | None) -> None:
+        """End this serve: keep the first error, wake serve, cut its startup short."""
+        if self.fatal is None:
+            self.fatal = error
+        self.terminated.set()
+        if self.startup is not None:  # do not wait for readiness or hooks any longer
+            self.startup.cancel(reason="trisup: terminated")
+
 
 def _datetime(posix: float | None) -> datetime | None:
     return None if posix is None else datetime.fromtimestamp(posix, UTC)
+
+
+def _details(service: Service) -> dict[str, object]:
+    """A copy of what the service's optional ``details()`` method returns."""
+    method: object = getattr(service, "details", None)
+    if not callable(method):
+        return {}
+    try:
+        value: object = method()
+    except Exception:  # a broken details() must not break get_service_info
+        return {}
+    return dict(value) if isinstance(value, dict) else {}  # pyright: ignore[reportUnknownArgumentType]
 
 
 def _escapes(error: BaseException) -> bool:
@@ -215,6 +236,7 @@ class Runner:
         self.run_started = 0.0
         self.start_seq = 0
         self._wait_scope: trio.CancelScope | None = None
+        self._wait_cut = False
         self._done: trio.Event | None = None
         self._entered: trio.Event | None = None
         self._settled: trio.Event | None = None
@@ -224,7 +246,15 @@ class Runner:
         self.group_pending = False
         self.depends_on: tuple[str, ...] = ()
         self.depth = 0
-        self.status: AsyncValue[ServiceStatus | None] = AsyncValue(self.compute_status())
+        self._status: ServiceStatus | None = self.compute_status()
+        self._status_value: AsyncValue[ServiceStatus | None] | None = None
+
+    @property
+    def status(self) -> AsyncValue[ServiceStatus | None]:
+        """The published status, for ``wait_status`` (made on first use: it is large)."""
+        if self._status_value is None:
+            self._status_value = AsyncValue(self._status)
+        return self._status_value
 
     # ----------------------------------------------------------------- status
 
@@ -249,9 +279,11 @@ class Runner:
         if self._readiness is not None:
             self._readiness.value = self.running and self.ready
         new = self.compute_status()
-        old = self.status.value
+        old = self._status
         if new is not old and not self.deleted:
-            self.status.value = new
+            self._status = new
+            if self._status_value is not None:
+                self._status_value.value = new
             hub = self.hub
             if old is not None and hub.wanted_status():
                 hub.emit(
@@ -305,6 +337,7 @@ class Runner:
             window_start=_datetime(self.window_start),
             last_service_start=_datetime(self.last_start_time),
             error=self.error,
+            details=_details(self.service),
         )
 
     # ------------------------------------------------------- control (manager)
@@ -368,10 +401,12 @@ class Runner:
 
     def interrupt_wait(self) -> bool:
         """Cut a backoff wait short so the next attempt starts at once."""
-        if self.waiting and self._wait_scope is not None and not self.cancelled:
+        if not self.waiting or self.cancelled:
+            return False
+        self._wait_cut = True
+        if self._wait_scope is not None:  # else still in the checkpoint that begins it
             self._wait_scope.cancel()
-            return True
-        return False
+        return True
 
     def owns_current_task(self) -> bool:
         """Whether the calling task is the runner task or one it started."""
@@ -511,9 +546,15 @@ class Runner:
             self._entered = None
         if self.ready:
             self._set_settled()
-        if self.accepts_task_status:
-            return await outcome.acapture(self.service.serve, task_status=_Readiness(self, attempt))
-        return await outcome.acapture(self.service.serve)
+        # outcome.acapture, inlined: one coroutine frame less per attempt and per service
+        try:
+            if self.accepts_task_status:
+                await self.service.serve(task_status=_Readiness(self, attempt))
+            else:
+                await self.service.serve()
+        except BaseException as exc:
+            return outcome.Error(exc)
+        return outcome.Value(None)
 
     def _classify(self, ctx: ServeContext, result: outcome.Outcome[None]) -> bool:
         """Apply the outcome rules; return whether to take the restart path."""
@@ -550,9 +591,7 @@ class Runner:
                 self.failed = True
                 self._exited("fatal", error, uptime, _ERROR)
                 self._failed("fatal error")
-                if ctx.fatal is None:
-                    ctx.fatal = find_terminate(error)
-                ctx.terminated.set()
+                ctx.terminate(find_terminate(error))
                 return False
             if is_no_restart(error):  # rule 4
                 if _clean_no_restart(error):
@@ -656,13 +695,20 @@ class Runner:
             ctx.nursery.start_soon(tree.group_restart, ctx, self, group, delay)
             return False
         generation = self.generation
-        with trio.CancelScope() as wait_scope:
-            self._wait_scope = wait_scope
-            await trio.sleep(delay)
-        self._wait_scope = None
+        deadline = now + delay
+        # A checkpoint first: a short delay is often over by then, and a timed wait
+        # (a cancel scope with a deadline, ended by a Cancelled) costs far more.
+        self._wait_cut = False
+        await trio.lowlevel.checkpoint()
+        if not self._wait_cut and trio.current_time() < deadline:
+            with trio.CancelScope(deadline=deadline) as self._wait_scope:
+                await trio.sleep_forever()
+            self._wait_scope = None
         self.waiting = False
-        if wait_scope.cancelled_caught:
+        if self._wait_cut:
             return True  # start_service cut the wait short and reset the counters
+        if ctx.stopping:
+            return False  # the manager is shutting down: no restart follows, none is counted
         self.count_restart(ctx, grow=generation == self.generation)
         return True
 

@@ -8,8 +8,10 @@ from __future__ import annotations
 
 import enum
 import math
-from dataclasses import dataclass
+from collections.abc import Mapping
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
+from types import MappingProxyType
 from typing import final
 
 __all__ = [
@@ -148,7 +150,9 @@ class ServiceInfo:
     """A snapshot of one service: its `Metric` plus the runtime state.
 
     ``window_restarts`` equals ``metric.restarts_in_window``; ``error`` is the
-    last exception object (not part of the JSON).
+    last exception object (not part of the JSON). ``details`` is what the
+    service's own ``details()`` method returned, if it has one (a
+    `ProcessService` gives its pid, last exit and output); not part of the JSON.
     """
 
     metric: Metric
@@ -160,6 +164,9 @@ class ServiceInfo:
     window_start: datetime | None
     last_service_start: datetime | None
     error: BaseException | None
+    details: Mapping[str, object] = field(
+        default_factory=lambda: MappingProxyType({}), compare=False
+    )
 
     @property
     def name(self) -> str:

@@ -158,9 +158,7 @@ class Tree:
         failures = intensity.failures()
         if failures:
             exc.__cause__ = ExceptionGroup(f"recent failures in {self.manager}", failures)
-        if ctx.fatal is None:
-            ctx.fatal = exc
-        ctx.terminated.set()
+        ctx.terminate(exc)
         if runner.hub.wanted(logging.ERROR):
             runner.hub.emit(
                 ManagerGaveUp(manager=self.manager, time=trio.current_time(), reason=reason),

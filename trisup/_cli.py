@@ -1,0 +1,375 @@
+"""The ``run``, ``check`` and ``status`` commands, and the signal handling they share.
+
+This module is the command line: it may print. Exit codes: 0 after a graceful
+stop, the `ExitStatus` of a fatal error, 1 for an invalid configuration or any
+other error.
+"""
+
+from __future__ import annotations
+
+import functools
+import json
+import logging
+import os
+import shlex
+import signal
+import urllib.error
+import urllib.parse
+import urllib.request
+from collections.abc import AsyncIterator, Generator, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, TextIO, final
+
+import trio
+
+from ._errors import FatalError, find_terminate
+from ._manager import Manager
+from ._report import LogfmtHandler, Row, clip, plain_table, row_from_dict
+from ._status import ExitStatus, RestartPolicy, go_duration
+from ._tomlconfig import ConfigError, Plan, ServicePlan, build, load_config
+from .process import ProcessService, signal_name
+
+if TYPE_CHECKING:
+    from ._live import LiveView
+
+__all__ = [
+    "Supervised",
+    "check_command",
+    "cli_logging",
+    "exit_status",
+    "make_live_view",
+    "run_command",
+    "status_command",
+    "supervise",
+]
+
+logger = logging.getLogger("trisup.cli")
+
+
+# ------------------------------------------------------------- supervising
+
+
+def exit_status(manager: Manager, error: BaseException | None) -> ExitStatus:
+    """The exit status of a serve that ended with *error* (``None``: a graceful stop)."""
+    if error is None:
+        return ExitStatus.SUCCESS
+    term = find_terminate(error)
+    if isinstance(term, FatalError):
+        logger.error(
+            "manager %s ended by a fatal error: %s (exit status %d)",
+            manager.name,
+            term,
+            int(term.status),
+            extra={"manager": manager.name, "event": "fatal", "status": int(term.status)},
+        )
+        return term.status
+    logger.error(
+        "manager %s ended with an error: %s",
+        manager.name,
+        error,
+        extra={"manager": manager.name, "event": "error"},
+    )
+    return ExitStatus.ERROR
+
+
+async def _watch_signals(
+    signals: AsyncIterator[int],
+    serve_scope: trio.CancelScope,
+    manager: Manager,
+    processes: Sequence[ProcessService],
+    received: list[str],
+) -> None:
+    async for signum in signals:
+        name = signal_name(signum)
+        received.append(name)
+        if len(received) == 1:
+            logger.warning(
+                "received %s, shutting down gracefully (send it again to stop at once)",
+                name,
+                extra={"manager": manager.name, "event": "signal", "signal": name},
+            )
+            serve_scope.cancel(reason=f"trisup: {name}")
+        else:
+            logger.warning(
+                "received %s again, killing every process now",
+                name,
+                extra={"manager": manager.name, "event": "signal", "signal": name},
+            )
+            for process in processes:
+                process.expedite()
+
+
+@final
+@dataclass(frozen=True, slots=True)
+class Supervised:
+    """How `supervise` ended.
+
+    Attributes:
+        status: the exit status (``SUCCESS`` after a signal or the duration).
+        signal: the name of the first signal received, or ``None``.
+    """
+
+    status: ExitStatus
+    signal: str | None
+
+
+async def supervise(
+    manager: Manager,
+    processes: Sequence[ProcessService] = (),
+    *,
+    view: LiveView | None = None,
+    duration: float | None = None,
+    task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED,
+) -> Supervised:
+    """Serve *manager* until SIGINT / SIGTERM, a fatal error or *duration* seconds.
+
+    The first signal starts the graceful shutdown (reverse start order, each
+    service within its ``stop_timeout``); a second one makes every process in
+    *processes* skip its grace period (``SIGKILL`` at once). With *view*, the
+    live table runs beside the manager until its shutdown is over. Ready once
+    the manager is serving.
+    """
+    error: Exception | None = None
+    serve_scope = trio.CancelScope()
+    if duration is not None:
+        serve_scope.deadline = trio.current_time() + duration
+    received: list[str] = []
+    with trio.open_signal_receiver(signal.SIGINT, signal.SIGTERM) as signals:
+        async with trio.open_nursery() as nursery:
+            if view is not None:
+                await nursery.start(view.run)
+            nursery.start_soon(_watch_signals, signals, serve_scope, manager, processes, received)
+            with serve_scope:
+                try:
+                    await manager.serve(task_status=task_status)
+                except Exception as exc:
+                    error = exc
+            nursery.cancel_scope.cancel(reason="trisup: manager stopped")
+    return Supervised(exit_status(manager, error), received[0] if received else None)
+
+
+def make_live_view(
+    managers: Sequence[tuple[str, Manager]], out: TextIO, *, title: str
+) -> LiveView | None:
+    """A live view on *out* if rich is installed and *out* is a capable terminal."""
+    try:
+        from rich.console import Console
+
+        from ._live import LiveView
+    except ImportError:
+        return None
+    console = Console(file=out)
+    if not console.is_terminal or console.is_dumb_terminal:
+        return None
+    return LiveView(managers, console, title=title)
+
+
+@contextmanager
+def cli_logging(out: TextIO, view: LiveView | None) -> Generator[None]:
+    """Route trisup's logging to the live view, or to *out* as one logfmt line per event.
+
+    Without a view every event is printed (the ``trisup`` logger at DEBUG);
+    with one, INFO and above are printed above the table. Restored on exit.
+    """
+    handler: logging.Handler
+    if view is not None:
+        from ._live import RichLogHandler
+
+        handler = RichLogHandler(view.console)
+        level = logging.INFO
+    else:
+        handler = LogfmtHandler(out)
+        level = logging.DEBUG
+    log = logging.getLogger("trisup")
+    saved = log.level, log.propagate
+    log.addHandler(handler)
+    log.setLevel(level)
+    log.propagate = False
+    try:
+        yield
+    finally:
+        log.removeHandler(handler)
+        log.setLevel(saved[0])
+        log.propagate = saved[1]
+
+
+# --------------------------------------------------------------------- run
+
+
+def run_command(path: str, *, live: bool = True, out: TextIO, err: TextIO) -> int:
+    """``trisup run FILE``: supervise the file's services until a signal."""
+    try:
+        plan = load_config(path)
+        manager, processes = build(plan)
+    except ConfigError as exc:
+        print(f"trisup: {exc}", file=err)
+        return 1
+    for warning in plan.warnings:
+        print(f"trisup: warning: {warning}", file=err)
+    view = make_live_view([("", manager)], out, title=f"trisup · {manager.name}") if live else None
+    with cli_logging(out, view):
+        result = trio.run(functools.partial(supervise, manager, processes, view=view))
+    return result.status.as_int()
+
+
+# ------------------------------------------------------------------- check
+
+
+def _describe_process(service: ServicePlan) -> list[str]:
+    process = service.process
+    lines = [f"cwd {process['cwd']}"]
+    env = process.get("env")
+    if isinstance(env, dict) and env:
+        lines[0] += f"; env {', '.join(str(k) for k in env)}"  # pyright: ignore[reportUnknownVariableType, reportUnknownArgumentType]
+    made = service.make_service()
+    if made.ready_pattern is not None:
+        ready = f"ready when a line matches {made.ready_pattern.pattern!r}"
+    elif made.ready_after is not None:
+        ready = f"ready after {made.ready_after:g}s up"
+    else:
+        ready = "ready at spawn"
+    stop = f"stop: {made.stop_signal.name}, SIGKILL after {made.kill_after:g}s"
+    lines.append(f"{ready}; {stop}")
+    if made.fatal_exit_codes:
+        codes = ", ".join(str(c) for c in sorted(made.fatal_exit_codes))
+        lines.append(f"fatal exit codes: {codes}")
+    return lines
+
+
+def _describe_restarts(service: ServicePlan, failures: int) -> list[str]:
+    c = service.config
+    policy = RestartPolicy(c.restart_policy).name.lower()
+    delays = (
+        f"delay {go_duration(c.restart_delay)} x{c.backoff_multiplier:g}"
+        f" up to {go_duration(c.max_restart_delay)}"
+    )
+    if c.jitter:
+        delays += f" (+ up to {c.jitter:.0%} jitter)"
+    limits: list[str] = []
+    if c.max_restarts_in_window:
+        limits.append(f"{c.max_restarts_in_window} restarts within {go_duration(c.restart_window)}")
+    if c.max_restarts:
+        limits.append(f"{c.max_restarts} restarts in all (max_restarts)")
+    lines = [
+        f"policy {policy}; {delays}; stop_timeout {go_duration(c.stop_timeout)}",
+        f"gives up after {' or '.join(limits)}" if limits else "never gives up",
+    ]
+    if c.restart_policy is RestartPolicy.NEVER:
+        lines.append("if it fails: never restarted; failed at t=0s")
+        return lines
+    plan = c.schedule(failures)
+    times = ", ".join(go_duration(t) for t in plan.starts)
+    text = f"if it fails at once: starts at t={times}"
+    if plan.failed_at is not None:
+        if c.max_restarts and len(plan.delays) >= c.max_restarts:
+            why = f"max_restarts={c.max_restarts} reached"
+        else:
+            why = f"{c.max_restarts_in_window} restarts within {go_duration(c.restart_window)}"
+        text += f"; failed at t={go_duration(plan.failed_at)} ({why})"
+    else:
+        text += f"; still restarting after {failures} failures"
+    lines.append(text)
+    return lines
+
+
+def describe_plan(plan: Plan, *, failures: int = 10) -> str:
+    """The human summary that ``trisup check`` prints."""
+    name = plan.manager.get("name", "trisup")
+    count = len(plan.services)
+    lines = [f"{plan.file}: valid; manager {name!r}, {count} service{'s' * (count != 1)}"]
+    if plan.http is not None:
+        options = ", ".join(f"{k}={v!r}" for k, v in plan.http.options.items() if k != "token")
+        lines.append(f"http console: {options or 'defaults'}")
+    for service in plan.services:
+        argv = service.process["argv"]
+        assert isinstance(argv, list)
+        lines.append("")
+        command = shlex.join(str(a) for a in argv).replace("\n", "\\n")  # pyright: ignore[reportUnknownVariableType, reportUnknownArgumentType]
+        lines.append(f"{service.name}: {clip(command, 100)}")
+        if service.depends_on:
+            lines.append(f"  depends on {', '.join(service.depends_on)}")
+        lines += [f"  {line}" for line in _describe_process(service)]
+        lines += [f"  {line}" for line in _describe_restarts(service, failures)]
+    return "\n".join(lines) + "\n"
+
+
+def check_command(path: str, *, failures: int = 10, out: TextIO, err: TextIO) -> int:
+    """``trisup check FILE``: validate and print each service's restart schedule."""
+    try:
+        plan = load_config(path)
+        if plan.http is not None:
+            build(plan)  # the console must be importable and accept its options
+    except ConfigError as exc:
+        print(f"trisup: {exc}", file=err)
+        return 1
+    for warning in plan.warnings:
+        print(f"trisup: warning: {warning}", file=err)
+    out.write(describe_plan(plan, failures=failures))
+    return 0
+
+
+# ------------------------------------------------------------------ status
+
+
+def fetch_rows(url: str, *, token: str | None = None, timeout: float = 10.0) -> list[Row]:
+    """``GET URL/api/services`` and turn the JSON array into rows.
+
+    Raises:
+        ValueError: the URL is not http(s), or the body is not a JSON array of objects.
+        OSError: the request failed (``urllib.error.URLError`` and HTTP errors included).
+    """
+    parts = urllib.parse.urlsplit(url)
+    if parts.scheme not in ("http", "https") or not parts.netloc:
+        raise ValueError(f"not an http(s) URL: {url!r}")
+    endpoint = url.rstrip("/") + "/api/services"
+    headers = {"Accept": "application/json"}
+    if token:
+        headers["Authorization"] = f"Bearer {token}"
+    request = urllib.request.Request(endpoint, headers=headers)  # the scheme is checked above
+    with urllib.request.urlopen(request, timeout=timeout) as response:
+        body: bytes = response.read()
+    try:
+        data: object = json.loads(body)
+    except ValueError:
+        raise ValueError(f"{endpoint} did not return JSON") from None
+    if not isinstance(data, list):
+        raise ValueError(f"{endpoint} did not return a JSON array")
+    items: list[object] = data  # pyright: ignore[reportUnknownVariableType]
+    rows: list[Row] = []
+    for item in items:
+        if not isinstance(item, dict):
+            raise ValueError(f"{endpoint} returned an array of something else than objects")
+        rows.append(row_from_dict(item))  # pyright: ignore[reportUnknownArgumentType]
+    return rows
+
+
+def status_command(
+    url: str, *, token: str | None = None, timeout: float = 10.0, out: TextIO, err: TextIO
+) -> int:
+    """``trisup status --url URL``: print the services table of a running instance."""
+    token = token or os.environ.get("TRISUP_TOKEN") or None
+    try:
+        rows = fetch_rows(url, token=token, timeout=timeout)
+    except urllib.error.HTTPError as exc:
+        print(f"trisup: {exc.url}: HTTP {exc.code} {exc.reason}", file=err)
+        return 1
+    except urllib.error.URLError as exc:
+        print(f"trisup: {url}: {exc.reason}", file=err)
+        return 1
+    except (OSError, ValueError) as exc:
+        print(f"trisup: {url}: {exc}", file=err)
+        return 1
+    try:
+        from rich.console import Console
+
+        from ._live import rich_table
+    except ImportError:
+        out.write(plain_table(rows))
+        return 0
+    console = Console(file=out)
+    if console.is_terminal:
+        console.print(rich_table(rows, title=url))
+    else:
+        out.write(plain_table(rows))
+    return 0

@@ -1,0 +1,301 @@
+"""The console's ASGI application: the Go package's JSON API, the page, metrics, probes.
+
+Routes (``P`` is the prefix, ``/debug/supervisor`` by default):
+
+=======  ===================================  =========================================
+method   path                                 answer
+=======  ===================================  =========================================
+GET      ``P/``                               the live page (``P`` redirects here)
+GET      ``P/static/{file}``                  the page's script and style sheet
+GET      ``P/api/services``                   every service's info, registration order
+GET      ``P/api/service/{name}``             one service's info
+POST     ``P/api/service/{name}/{verb}``      ``restart``, ``stop``, ``start``, ``reset``
+POST     ``P/api/services/restart``           restart every service
+GET      ``P/api/events``                     server-sent events (see `._sse`)
+GET      ``P/api/openapi.json``               the OpenAPI document
+GET      ``/metrics``                         Prometheus metrics
+GET      ``/healthz``, ``/readyz``            liveness and readiness probes
+=======  ===================================  =========================================
+
+Success bodies are ``{"status": "ok", "message": ...}``, errors ``{"error": ...}``.
+"""
+
+from __future__ import annotations
+
+import logging
+from importlib import resources
+from typing import final
+from urllib.parse import unquote
+
+import trio
+from prometheus_client.exposition import choose_encoder
+from prometheus_client.registry import CollectorRegistry
+from starlette.applications import Starlette
+from starlette.exceptions import HTTPException
+from starlette.requests import Request
+from starlette.responses import RedirectResponse, Response
+from starlette.routing import Route
+from starlette.types import ASGIApp
+
+from .._errors import (
+    ServiceNotFound,
+    ServiceRunning,
+    ServiceStopped,
+    ServiceStopTimeout,
+    SupervisorError,
+)
+from .._manager import Manager
+from .._service import Service
+from ._json import JSONResponse, error_response, json_bytes, ok_response
+from ._openapi import VERBS, openapi_document
+from ._security import Guard
+from ._sse import EventStream
+from ._state import ConsoleState
+
+__all__ = ["ASSETS", "build_app"]
+
+logger = logging.getLogger("trisup.http")
+
+ASSETS = {
+    "index.html": "text/html; charset=utf-8",
+    "console.js": "text/javascript; charset=utf-8",
+    "console.css": "text/css; charset=utf-8",
+}
+"""The page's files, in ``trisup/http/static``, with their media types."""
+
+_PAGE_POLICY = (
+    "default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self' data:; "
+    "connect-src 'self'; base-uri 'none'; form-action 'none'; frame-ancestors 'none'"
+)
+_DONE = {"restart": "restarted", "stop": "stopped", "start": "started", "reset": "reset"}
+
+
+def _load_assets() -> dict[str, bytes]:
+    folder = resources.files("trisup.http").joinpath("static")
+    return {name: folder.joinpath(name).read_bytes() for name in ASSETS}
+
+
+@final
+class _Handlers:
+    """The endpoints, sharing the manager, the console's state and settings."""
+
+    def __init__(
+        self,
+        state: ConsoleState,
+        *,
+        prefix: str,
+        token_required: bool,
+        registry: CollectorRegistry,
+        console: Service | None,
+    ) -> None:
+        self.state = state
+        self.manager: Manager = state.manager
+        self.prefix = prefix
+        self.registry = registry
+        self.console = console
+        self.assets = _load_assets()
+        self.openapi = json_bytes(openapi_document(prefix, token_required=token_required))
+
+    # --------------------------------------------------------------- the page
+
+    async def page(self, request: Request) -> Response:
+        return Response(
+            self.assets["index.html"],
+            media_type=ASSETS["index.html"],
+            headers={"Content-Security-Policy": _PAGE_POLICY, "Cache-Control": "no-cache"},
+        )
+
+    async def to_page(self, request: Request) -> Response:
+        return RedirectResponse(self.prefix + "/", status_code=308)
+
+    async def static(self, request: Request) -> Response:
+        name = request.path_params["file"]
+        if name not in ASSETS or name == "index.html":
+            return error_response(404, "not found")
+        return Response(
+            self.assets[name], media_type=ASSETS[name], headers={"Cache-Control": "no-cache"}
+        )
+
+    # ---------------------------------------------------------------- the API
+
+    async def services(self, request: Request) -> Response:
+        return JSONResponse([info.to_dict() for info in self.manager.get_services_info()])
+
+    async def service(self, request: Request) -> Response:
+        """``GET P/api/service/{name}`` and ``POST P/api/service/{name}/{verb}``.
+
+        Parsed from the raw path, so a name may hold an encoded ``/`` (``%2F``).
+        """
+        raw: bytes = request.scope.get("raw_path") or request.scope["path"].encode()
+        base = f"{self.prefix}/api/service/".encode()
+        path = raw.partition(b"?")[0]
+        if not path.startswith(base):  # the prefix itself percent-encoded
+            return error_response(404, "not found")
+        parts = path[len(base) :].split(b"/")
+        if len(parts) > 2 or not parts[0] or (len(parts) == 2 and parts[1] not in _VERB_BYTES):
+            return error_response(404, "not found")
+        name = unquote(parts[0].decode("latin-1"), errors="replace")
+        if len(parts) == 1:
+            if request.method not in ("GET", "HEAD"):
+                return error_response(405, "method not allowed", {"Allow": "GET, HEAD"})
+            try:
+                info = self.manager.get_service_info(name)
+            except ServiceNotFound as exc:
+                return error_response(404, str(exc))
+            return JSONResponse(info.to_dict())
+        if request.method != "POST":
+            return error_response(405, "method not allowed", {"Allow": "POST"})
+        verb = parts[1].decode()
+        return await self._act(name, verb)
+
+    async def _act(self, name: str, verb: str) -> Response:
+        refusal = self._stopping()
+        if refusal is not None:
+            return refusal
+        manager = self.manager
+        try:
+            info = manager.get_service_info(name)
+            if verb == "stop":
+                if info.stopped:
+                    raise ServiceStopped(name)
+                await manager.stop_service(name)
+            elif verb == "start":
+                if self.state.phases.running(info):
+                    raise ServiceRunning(name)
+                await manager.start_service(name)
+            elif verb == "restart":
+                await manager.restart_service(name)
+            else:
+                manager.reset_service(name)
+        except ServiceNotFound as exc:
+            return error_response(404, str(exc))
+        except ServiceStopTimeout as exc:
+            return error_response(504, str(exc))
+        except SupervisorError as exc:
+            return error_response(409, str(exc))
+        return ok_response(f"service {_DONE[verb]}, name={name}")
+
+    async def restart_all(self, request: Request) -> Response:
+        refusal = self._stopping()
+        if refusal is not None:
+            return refusal
+        manager = self.manager
+        me = self.console
+        if me is None or not any(s is me for s in manager.services()):
+            await manager.restart_services()
+            return ok_response("all services restarted")
+        # Restart the others first, the console itself last: its own restart
+        # begins its graceful shutdown, which must not cut the others short.
+        async with trio.open_nursery() as nursery:
+            for service in manager.services():
+                if service is not me:
+                    nursery.start_soon(self._restart_logged, service.name)
+        await self._restart_logged(me.name)
+        return ok_response("all services restarted")
+
+    async def _restart_logged(self, name: str) -> None:
+        try:
+            await self.manager.restart_service(name)
+        except SupervisorError as exc:
+            logger.error(
+                "restart of service %s failed: %s",
+                name,
+                exc,
+                extra={"service": name, "event": "restart_failed"},
+            )
+
+    def _stopping(self) -> Response | None:
+        state = self.state.current_state()
+        if state != "serving":
+            return error_response(409, f"manager {self.manager.name} is {state}")
+        return None
+
+    async def openapi_json(self, request: Request) -> Response:
+        return Response(self.openapi, media_type="application/json")
+
+    # ----------------------------------------------------- metrics and probes
+
+    async def metrics(self, request: Request) -> Response:
+        encoder, content_type = choose_encoder(request.headers.get("accept", ""))
+        return Response(encoder(self.registry), headers={"Content-Type": content_type})
+
+    async def healthz(self, request: Request) -> Response:
+        state = self.state.current_state()
+        name = self.manager.name
+        if state != "serving":
+            return error_response(503, f"manager {name} is {state}")
+        return ok_response(f"manager {name} is serving")
+
+    async def readyz(self, request: Request) -> Response:
+        state = self.state.current_state()
+        name = self.manager.name
+        if state != "serving":
+            return JSONResponse({"error": f"manager {name} is {state}", "not_ready": []}, 503)
+        waiting = self.state.phases.not_ready(self.manager.get_services_info())
+        if waiting:
+            text = "not ready: " + ", ".join(waiting)
+            return JSONResponse({"error": text, "not_ready": waiting}, 503)
+        return ok_response("ready")
+
+
+_VERB_BYTES = frozenset(v.encode() for v in VERBS)
+
+
+async def _http_error(request: Request, exc: Exception) -> Response:
+    assert isinstance(exc, HTTPException)
+    text = {404: "not found", 405: "method not allowed"}.get(exc.status_code, "request refused")
+    return error_response(exc.status_code, text, exc.headers)
+
+
+async def _server_error(request: Request, exc: Exception) -> Response:
+    logger.error("console request failed", exc_info=exc, extra={"event": "http_error"})
+    return error_response(500, "internal error")
+
+
+def build_app(
+    state: ConsoleState,
+    *,
+    prefix: str,
+    token: str | None,
+    check_host: bool,
+    registry: CollectorRegistry,
+    console: Service | None = None,
+) -> ASGIApp:
+    """The console's ASGI application, behind its `Guard`.
+
+    Args:
+        state: the console's state (its manager, the manager's state, timelines).
+        prefix: ``""`` or ``/segment[/segment...]``.
+        token: the token every request must carry, or ``None``.
+        check_host: refuse non-loopback ``Host`` headers.
+        registry: what ``/metrics`` exposes.
+        console: the console service itself, restarted last by a restart of all.
+    """
+    h = _Handlers(
+        state, prefix=prefix, token_required=token is not None, registry=registry, console=console
+    )
+    get = ["GET"]
+    routes = [
+        Route(f"{prefix}/", h.page, methods=get),
+        Route(f"{prefix}/static/{{file}}", h.static, methods=get),
+        Route(f"{prefix}/api/services", h.services, methods=get),
+        Route(f"{prefix}/api/services/restart", h.restart_all, methods=["POST"]),
+        Route(f"{prefix}/api/service/{{rest:path}}", h.service, methods=["GET", "POST"]),
+        Route(
+            f"{prefix}/api/events",
+            EventStream(state, token_required=token is not None),
+            methods=get,
+        ),
+        Route(f"{prefix}/api/openapi.json", h.openapi_json, methods=get),
+        Route("/metrics", h.metrics, methods=get),
+        Route("/healthz", h.healthz, methods=get),
+        Route("/readyz", h.readyz, methods=get),
+    ]
+    if prefix:
+        routes.append(Route(prefix, h.to_page, methods=get))
+    app = Starlette(
+        routes=routes,
+        exception_handlers={HTTPException: _http_error, Exception: _server_error},
+    )
+    app.router.redirect_slashes = False  # its redirects would echo the Host header
+    return Guard(app, token=token, check_host=check_host)

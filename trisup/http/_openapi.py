@@ -1,0 +1,255 @@
+"""The OpenAPI 3.1 document of the console, built for its prefix and token setting."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from .. import __version__
+from .._status import ServiceStatus
+from ._security import TOKEN_HEADER
+
+__all__ = ["VERBS", "openapi_document"]
+
+VERBS = ("restart", "stop", "start", "reset")
+"""The per-service actions, as they appear in the paths."""
+
+_DURATION = {"type": "integer", "description": "nanoseconds"}
+_TIME = {
+    "type": "string",
+    "format": "date-time",
+    "description": 'RFC 3339 UTC; unset: "0001-01-01T00:00:00Z"',
+}
+_COUNT = {"type": "integer", "minimum": 0}
+
+_INFO_PROPERTIES: dict[str, object] = {
+    "name": {"type": "string"},
+    "status": {"type": "string", "enum": [str(s) for s in ServiceStatus]},
+    "start_count": _COUNT,
+    "error_count": _COUNT,
+    "success_count": _COUNT,
+    "last_error": {"type": "string"},
+    "last_error_time": _TIME,
+    "last_start_time": _TIME,
+    "last_stop_time": _TIME,
+    "current_uptime": _DURATION,
+    "total_uptime": _DURATION,
+    "average_uptime": _DURATION,
+    "created_at": _TIME,
+    "restarts_in_window": _COUNT,
+    "stopped": {"type": "boolean"},
+    "failed": {"type": "boolean"},
+    "restart_count": _COUNT,
+    "consec_failures": _COUNT,
+    "window_restarts": _COUNT,
+    "current_delay_ns": _DURATION,
+    "current_delay": {"type": "string", "description": 'a Go duration: "0s", "1.5s", "1m0s"'},
+    "window_start": _TIME,
+    "last_service_start": _TIME,
+}
+_SERVICE_INFO: dict[str, object] = {
+    "type": "object",
+    "description": "A service's metrics and runtime state, as the Go package encodes them.",
+    "additionalProperties": False,
+    "required": list(_INFO_PROPERTIES),
+    "properties": _INFO_PROPERTIES,
+}
+
+_SCHEMAS: dict[str, object] = {
+    "ServiceInfo": _SERVICE_INFO,
+    "Ok": {
+        "type": "object",
+        "additionalProperties": False,
+        "required": ["status", "message"],
+        "properties": {"status": {"const": "ok"}, "message": {"type": "string"}},
+    },
+    "Error": {
+        "type": "object",
+        "additionalProperties": False,
+        "required": ["error"],
+        "properties": {"error": {"type": "string"}},
+    },
+    "NotReady": {
+        "type": "object",
+        "additionalProperties": False,
+        "required": ["error", "not_ready"],
+        "properties": {
+            "error": {"type": "string"},
+            "not_ready": {"type": "array", "items": {"type": "string"}},
+        },
+    },
+}
+
+_ERROR_TEXT = {
+    401: "The token is missing or wrong.",
+    403: "Refused: a non-loopback Host, another origin, or a POST without the token header.",
+    404: "No service of that name.",
+    409: "Conflict: stopping a stopped service, starting a running one, or a stopping manager.",
+    413: "The request body is too large.",
+    414: "The request path or query is too long.",
+    503: "Too many event streams are open.",
+    504: "The service did not stop within its stop_timeout.",
+}
+
+
+def _json(schema: str, description: str) -> dict[str, object]:
+    return {
+        "description": description,
+        "content": {"application/json": {"schema": {"$ref": f"#/components/schemas/{schema}"}}},
+    }
+
+
+def _errors(*codes: int) -> dict[str, object]:
+    return {str(code): _json("Error", _ERROR_TEXT[code]) for code in codes}
+
+
+def openapi_document(prefix: str, *, token_required: bool) -> dict[str, object]:
+    """The OpenAPI document of a console under *prefix*.
+
+    Args:
+        prefix: the console's path prefix (``""`` or ``/a/b``).
+        token_required: whether a token is configured; if so every operation
+            lists the ways to present it and may answer 401.
+    """
+    auth = (401,) if token_required else ()
+    get_errors = (*auth, 403, 414)
+    post_errors = (*auth, 403, 409, 413, 414)
+    token_param = {
+        "name": TOKEN_HEADER,
+        "in": "header",
+        "required": True,
+        "description": "The token; any value when none is configured (it proves the request "
+        "is not a cross-site form).",
+        "schema": {"type": "string"},
+    }
+    name_param = {
+        "name": "name",
+        "in": "path",
+        "required": True,
+        "description": "The service's name, percent-encoded (a / in it as %2F).",
+        "schema": {"type": "string"},
+    }
+    api = f"{prefix}/api"
+
+    def get(summary: str, responses: dict[str, object], **extra: object) -> dict[str, Any]:
+        return {
+            "get": {"summary": summary, "responses": {**responses, **_errors(*get_errors)}, **extra}
+        }
+
+    paths: dict[str, dict[str, Any]] = {
+        f"{prefix}/": {
+            "get": {
+                "summary": "The live console page.",
+                "responses": {
+                    "200": {
+                        "description": "The page.",
+                        "content": {"text/html": {"schema": {"type": "string"}}},
+                    },
+                    **_errors(*get_errors),
+                },
+            }
+        },
+        f"{api}/services": get(
+            "Every service's info, in registration order.",
+            {
+                "200": {
+                    "description": "The services.",
+                    "content": {
+                        "application/json": {
+                            "schema": {
+                                "type": "array",
+                                "items": {"$ref": "#/components/schemas/ServiceInfo"},
+                            }
+                        }
+                    },
+                }
+            },
+        ),
+        f"{api}/service/{{name}}": get(
+            "One service's info.",
+            {"200": _json("ServiceInfo", "The service."), **_errors(404)},
+            parameters=[name_param],
+        ),
+        f"{api}/services/restart": {
+            "post": {
+                "summary": "Restart every service, concurrently; per-service errors are logged.",
+                "parameters": [token_param],
+                "responses": {"200": _json("Ok", "Restarted."), **_errors(*post_errors)},
+            }
+        },
+        f"{api}/events": {
+            "get": {
+                "summary": "The manager's events as server-sent events (snapshot first).",
+                "responses": {
+                    "200": {
+                        "description": "An endless event stream.",
+                        "content": {"text/event-stream": {"schema": {"type": "string"}}},
+                    },
+                    **_errors(*get_errors, 503),
+                },
+            }
+        },
+        f"{api}/openapi.json": get(
+            "This document.",
+            {
+                "200": {
+                    "description": "The OpenAPI document.",
+                    "content": {"application/json": {"schema": {"type": "object"}}},
+                }
+            },
+        ),
+        "/metrics": get(
+            "Prometheus metrics (text exposition format, or OpenMetrics when asked for).",
+            {
+                "200": {
+                    "description": "The metrics.",
+                    "content": {
+                        "text/plain": {"schema": {"type": "string"}},
+                        "application/openmetrics-text": {"schema": {"type": "string"}},
+                    },
+                }
+            },
+        ),
+        "/healthz": get(
+            "Liveness: 200 while the manager serves.",
+            {"200": _json("Ok", "Serving."), "503": _json("Error", "Stopping or stopped.")},
+        ),
+        "/readyz": get(
+            "Readiness: 200 once every service meant to run is ready.",
+            {"200": _json("Ok", "Ready."), "503": _json("NotReady", "Not ready, with the names.")},
+        ),
+    }
+    for verb in VERBS:
+        extra = (404, 504) if verb in ("restart", "stop") else (404,)
+        paths[f"{api}/service/{{name}}/{verb}"] = {
+            "post": {
+                "summary": f"{verb.capitalize()} one service.",
+                "parameters": [name_param, token_param],
+                "responses": {"200": _json("Ok", "Done."), **_errors(*post_errors, *extra)},
+            }
+        }
+    schemes = {
+        "tokenHeader": {"type": "apiKey", "in": "header", "name": TOKEN_HEADER},
+        "bearer": {"type": "http", "scheme": "bearer"},
+        "basic": {
+            "type": "http",
+            "scheme": "basic",
+            "description": "any user, the token as password; GET only",
+        },
+    }
+    document: dict[str, object] = {
+        "openapi": "3.1.0",
+        "info": {
+            "title": "trisup console",
+            "version": __version__,
+            "description": "The control plane of a trisup manager. Success bodies are "
+            '{"status": "ok", "message": ...}; error bodies are {"error": ...}.',
+        },
+        "paths": paths,
+        "components": {"schemas": _SCHEMAS, "securitySchemes": schemes},
+    }
+    if token_required:
+        document["security"] = [{"tokenHeader": []}, {"bearer": []}, {"basic": []}]
+        for item in paths.values():
+            if "post" in item:
+                item["post"]["security"] = [{"tokenHeader": []}]
+    return document

@@ -1,0 +1,504 @@
+"""`ProcessService`: a supervised child process (POSIX).
+
+A `ProcessService` runs a program as a service of a `Manager`, with the same
+restart policies, backoff and metrics as any other service. How the child's
+exit is classified:
+
+========================  ===============================================
+exit code 0               a clean return
+exit code 3 or 4          relaunched at once inside ``serve``; the manager
+                          sees no exit (`ExitStatus.RESTART` / ``UPGRADE``)
+a code in                 a `FatalError` with that `ExitStatus` (or
+``fatal_exit_codes``      ``ERROR`` for a code that is not one): ends the tree
+any other code, a signal  `ProcessExited`: a failure, restarted by policy
+========================  ===============================================
+
+The child runs in its own session and process group. When the child exits,
+anything left in its group is killed; when the service is stopped, the group
+gets ``stop_signal``, then ``SIGKILL`` once ``kill_after`` seconds have passed.
+That cleanup runs in a ``finally`` with a shielded, bounded scope, so no process
+is left behind on any way out of ``serve``: a stop, a restart, a failure, the
+manager's cancellation or a ``KeyboardInterrupt``. (A process that leaves the
+group on purpose, with ``setsid``, is out of reach, as is everything when the
+supervisor itself is killed with ``SIGKILL``.)
+
+stdout and stderr are read line by line: each line is logged at INFO on the
+``trisup.process.<name>`` logger (``extra``: ``service``, ``stream``, ``pid``,
+``event="output"``) and kept in a bounded ring, `ProcessService.output_tail`.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import math
+import os
+import re
+import signal
+import subprocess
+from collections import deque
+from collections.abc import Iterable, Mapping, Sequence
+from typing import final
+
+import trio
+
+from ._errors import as_fatal
+from ._runner import current_service
+from ._status import ExitStatus
+
+__all__ = ["DEFAULT_KILL_AFTER", "ProcessExited", "ProcessService", "kill_after_for"]
+
+RELAUNCH_CODES = frozenset({int(ExitStatus.RESTART), int(ExitStatus.UPGRADE)})
+"""Exit codes that ask for a relaunch at once, not counted as a failure."""
+
+_MAX_LINE = 64 * 1024  # a longer line is cut into pieces of this size
+_DRAIN_TIMEOUT = 1.0  # how long output is still read after the group is gone
+_REAP_TIMEOUT = 2.0  # how long to wait for the kernel to reap a SIGKILLed child
+_STDERR_IN_MESSAGE = 200  # characters of the last stderr line kept in an error message
+
+
+def kill_after_for(stop_timeout: float) -> float:
+    """A ``kill_after`` that lands before a stop of *stop_timeout* gives up.
+
+    One second before *stop_timeout*, or three quarters of it when it is shorter
+    than four seconds: ``kill_after_for(10.0) == 9.0``.
+    """
+    return stop_timeout - min(1.0, stop_timeout / 4)
+
+
+DEFAULT_KILL_AFTER = kill_after_for(10.0)
+"""The default ``kill_after``: 9 s, one second before the default ``stop_timeout``."""
+
+
+def signal_name(signum: int) -> str:
+    """``"SIGTERM"`` for 15; ``"signal 99"`` for a number with no name."""
+    try:
+        return signal.Signals(signum).name
+    except ValueError:
+        return f"signal {signum}"
+
+
+def describe_exit(returncode: int) -> str:
+    """``"exited with code 1"`` or ``"killed by SIGKILL"``."""
+    if returncode < 0:
+        return f"killed by {signal_name(-returncode)}"
+    return f"exited with code {returncode}"
+
+
+class ProcessExited(Exception):
+    """A supervised process exited with a code other than 0, 3 or 4, or by a signal.
+
+    Attributes:
+        service: the service's name.
+        returncode: the exit code, or minus the signal number (as `subprocess`).
+        signal: the signal's name (``"SIGKILL"``) when a signal ended it, else ``None``.
+        stderr: the last line the process wrote on stderr during that run, or "".
+    """
+
+    def __init__(self, service: str, returncode: int, stderr: str = "") -> None:
+        self.service = service
+        self.returncode = returncode
+        self.signal = signal_name(-returncode) if returncode < 0 else None
+        self.stderr = stderr
+        message = describe_exit(returncode)
+        if stderr:
+            message += f"; stderr: {stderr[:_STDERR_IN_MESSAGE]}"
+        super().__init__(message)
+
+
+def _seconds(param: str, value: object) -> float:
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        raise TypeError(f"{param} must be a number of seconds, not {type(value).__name__}")
+    if not math.isfinite(value) or value <= 0:
+        raise ValueError(f"{param} must be positive and finite, not {value!r}")
+    return float(value)
+
+
+def _argv(argv: object) -> tuple[str, ...]:
+    if isinstance(argv, (str, bytes)) or not isinstance(argv, Sequence):
+        raise TypeError(
+            f"argv must be a sequence of strings, not {type(argv).__name__}"
+            " (split a command line with shlex.split)"
+        )
+    items: Sequence[object] = argv  # pyright: ignore[reportUnknownVariableType]
+    if not items:
+        raise ValueError("argv must not be empty")
+    for item in items:
+        if not isinstance(item, str):
+            raise TypeError(f"argv must hold strings only, not {type(item).__name__}")
+    return tuple(str(item) for item in items)
+
+
+def _env(env: object) -> dict[str, str] | None:
+    if env is None:
+        return None
+    if not isinstance(env, Mapping):
+        raise TypeError(f"env must be a mapping of strings, not {type(env).__name__}")
+    pairs: Mapping[object, object] = env  # pyright: ignore[reportUnknownVariableType]
+    result: dict[str, str] = {}
+    for key, value in pairs.items():
+        if not isinstance(key, str) or not isinstance(value, str):
+            raise TypeError(f"env must map strings to strings, not {key!r}: {value!r}")
+        result[key] = value
+    return result
+
+
+def _pattern(pattern: object) -> re.Pattern[str] | None:
+    if pattern is None or isinstance(pattern, re.Pattern):
+        return pattern  # pyright: ignore[reportUnknownVariableType]
+    if not isinstance(pattern, str):
+        raise TypeError(f"ready_pattern must be a str or re.Pattern, not {type(pattern).__name__}")
+    try:
+        return re.compile(pattern)
+    except re.error as exc:
+        raise ValueError(f"ready_pattern is not a valid regular expression: {exc}") from None
+
+
+def _signal(value: object) -> signal.Signals:
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise TypeError(f"stop_signal must be a signal number, not {type(value).__name__}")
+    try:
+        return signal.Signals(value)
+    except ValueError:
+        raise ValueError(f"stop_signal must be a signal number, not {value!r}") from None
+
+
+def _fatal_codes(codes: object) -> frozenset[int]:
+    if isinstance(codes, (str, bytes)) or not isinstance(codes, Iterable):
+        raise TypeError(f"fatal_exit_codes must be a collection of ints, not {codes!r}")
+    items: Iterable[object] = codes  # pyright: ignore[reportUnknownVariableType]
+    result: set[int] = set()
+    for code in items:
+        if isinstance(code, bool) or not isinstance(code, int):
+            raise TypeError(f"fatal_exit_codes must hold ints, not {code!r}")
+        if not 1 <= code <= 255 or code in RELAUNCH_CODES:
+            raise ValueError(
+                f"fatal_exit_codes must be exit codes from 1 to 255 other than 3 and 4, not {code}"
+            )
+        result.add(code)
+    return frozenset(result)
+
+
+def _signal_group(pgid: int, signum: int) -> None:
+    """Send *signum* to the process group *pgid*; a group that is gone is fine."""
+    with contextlib.suppress(ProcessLookupError, PermissionError):
+        os.killpg(pgid, signum)
+
+
+class _Run:
+    """One launch of the child: the process and what was seen of it."""
+
+    __slots__ = ("last_stderr", "pid", "process", "signalled")
+
+    def __init__(self, process: trio.Process) -> None:
+        self.process = process
+        self.pid = process.pid
+        self.last_stderr = ""
+        self.signalled: float | None = None  # when stop_signal was sent
+
+    @property
+    def returncode(self) -> int:
+        code = self.process.returncode
+        assert code is not None, "the child has not been reaped"
+        return code
+
+    @property
+    def stop_requested(self) -> bool:
+        return self.signalled is not None
+
+
+class _Readiness:
+    """Calls ``task_status.started()`` once, whichever launch gets there first."""
+
+    __slots__ = ("_task_status", "done")
+
+    def __init__(self, task_status: trio.TaskStatus[None]) -> None:
+        self._task_status = task_status
+        self.done = False
+
+    def set(self) -> None:
+        if not self.done:
+            self.done = True
+            self._task_status.started()
+
+
+@final
+class ProcessService:
+    """A child process supervised as a service (POSIX only).
+
+    Args:
+        name: the service's name, unique within its manager.
+        argv: the program and its arguments (no shell involved).
+        cwd: the working directory of the child (default: the parent's).
+        env: variables added to the parent's environment for the child.
+        ready_pattern: the service is ready once a line on stdout or stderr
+            matches this regular expression (``re.search``).
+        ready_after: the service is ready once the child has stayed up this
+            many seconds (supervisord's ``startsecs``). Without either option
+            it is ready as soon as the child is spawned.
+        stop_signal: sent to the process group when the service is stopped.
+        kill_after: seconds from ``stop_signal`` to ``SIGKILL`` of the group.
+            Keep it below the service's ``stop_timeout`` (the default, 9 s,
+            suits the default ``stop_timeout`` of 10 s; see `kill_after_for`).
+        fatal_exit_codes: exit codes that end the whole tree with a
+            `FatalError` (its status is the code when it is an `ExitStatus`,
+            else ``ERROR``).
+        output_lines: how many of the last output lines `output_tail` keeps.
+
+    Raises:
+        TypeError: an argument has the wrong type (the message names it).
+        ValueError: an argument has a bad value (the message names it).
+
+    .. versionadded:: 0.2.0
+    """
+
+    def __init__(
+        self,
+        name: str,
+        argv: Sequence[str],
+        *,
+        cwd: str | os.PathLike[str] | None = None,
+        env: Mapping[str, str] | None = None,
+        ready_pattern: str | re.Pattern[str] | None = None,
+        ready_after: float | None = None,
+        stop_signal: int = signal.SIGTERM,
+        kill_after: float = DEFAULT_KILL_AFTER,
+        fatal_exit_codes: Iterable[int] = (),
+        output_lines: int = 100,
+    ) -> None:
+        if not isinstance(name, str) or not name:
+            raise TypeError(f"service name must be a non-empty str, not {name!r}")
+        self.name = name
+        self.argv = _argv(argv)
+        if cwd is not None and not isinstance(cwd, (str, os.PathLike)):
+            raise TypeError(f"cwd must be a path, not {type(cwd).__name__}")
+        self.cwd = cwd
+        self.env = _env(env)
+        self.ready_pattern = _pattern(ready_pattern)
+        self.ready_after = None if ready_after is None else _seconds("ready_after", ready_after)
+        if self.ready_pattern is not None and self.ready_after is not None:
+            raise ValueError("ready_pattern and ready_after cannot be combined; choose one")
+        self.stop_signal = _signal(stop_signal)
+        self.kill_after = _seconds("kill_after", kill_after)
+        self.fatal_exit_codes = _fatal_codes(fatal_exit_codes)
+        if isinstance(output_lines, bool) or not isinstance(output_lines, int):
+            raise TypeError(f"output_lines must be an int, not {type(output_lines).__name__}")
+        if output_lines < 0:
+            raise ValueError(f"output_lines must not be negative, not {output_lines}")
+        self._output: deque[tuple[str, str]] = deque(maxlen=output_lines)
+        self._log = logging.getLogger(f"trisup.process.{name}")
+        self.pid: int | None = None
+        self.returncode: int | None = None
+        self.relaunches = 0
+        self._expedited = False
+        self._grace: trio.CancelScope | None = None
+
+    def __repr__(self) -> str:
+        return f"<trisup.ProcessService {self.name!r} argv={list(self.argv)!r} pid={self.pid}>"
+
+    # ------------------------------------------------------------- inspection
+
+    def output_tail(self) -> list[tuple[str, str]]:
+        """The last output lines, oldest first, as ``(stream, line)`` pairs.
+
+        ``stream`` is ``"stdout"`` or ``"stderr"``; the ring survives restarts,
+        so the lines before a crash stay visible.
+        """
+        return list(self._output)
+
+    def details(self) -> dict[str, object]:
+        """What `ServiceInfo.details` shows: pid, last exit, relaunches, output."""
+        return {
+            "argv": list(self.argv),
+            "pid": self.pid,
+            "returncode": self.returncode,
+            "last_exit": None if self.returncode is None else describe_exit(self.returncode),
+            "relaunches": self.relaunches,
+            "output": [list(pair) for pair in self._output],
+        }
+
+    def expedite(self) -> None:
+        """Make stops skip the grace period: ``SIGKILL`` the group at once.
+
+        A stop in progress kills the group now; a later stop of this ``serve``
+        sends ``SIGKILL`` instead of ``stop_signal``. The next ``serve`` is
+        graceful again. ``trisup run`` calls it on a second SIGINT / SIGTERM.
+        """
+        self._expedited = True
+        if self._grace is not None:
+            self._grace.cancel()
+
+    # ------------------------------------------------------------------ serve
+
+    async def serve(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
+        """Run the program until it exits; relaunch it at once on exit code 3 or 4.
+
+        Reports readiness through *task_status* (see ``ready_pattern`` and
+        ``ready_after``). Cancellation stops the child: ``stop_signal`` to its
+        group, then ``SIGKILL`` after ``kill_after``; ``serve`` returns (or
+        re-raises the cancellation) only once the child has been reaped.
+
+        Raises:
+            ProcessExited: the child exited with another code, or by a signal.
+            FatalError: the exit code is one of ``fatal_exit_codes``.
+            OSError: the program could not be started.
+        """
+        self._expedited = False
+        readiness = _Readiness(task_status)
+        while True:
+            run = await self._launch(readiness)
+            returncode = run.returncode
+            if returncode == 0 or run.stop_requested:
+                return
+            if returncode in RELAUNCH_CODES:
+                self.relaunches += 1
+                if self._log.isEnabledFor(logging.INFO):
+                    self._log.info(
+                        "%s %s, relaunching",
+                        self.name,
+                        describe_exit(returncode),
+                        extra={"service": self.name, "event": "relaunch", "returncode": returncode},
+                    )
+                continue
+            error = ProcessExited(self.name, returncode, run.last_stderr)
+            if returncode in self.fatal_exit_codes:
+                status = ExitStatus(returncode) if returncode <= 4 else ExitStatus.ERROR
+                raise as_fatal(error, status)
+            raise error
+
+    async def _launch(self, readiness: _Readiness) -> _Run:
+        """One run of the child, from spawn to reaping."""
+        env = None if self.env is None else {**os.environ, **self.env}
+        process = await trio.lowlevel.open_process(
+            self.argv,
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            cwd=self.cwd,
+            env=env,
+            start_new_session=True,
+        )
+        run = _Run(process)
+        try:
+            self.pid = run.pid
+            self.returncode = None
+            if self._log.isEnabledFor(logging.INFO):
+                self._log.info(
+                    "%s started, pid %d",
+                    self.name,
+                    run.pid,
+                    extra={"service": self.name, "event": "spawned", "pid": run.pid},
+                )
+            async with trio.open_nursery() as nursery:
+                drain = trio.CancelScope(shield=True)
+                nursery.start_soon(self._drain, run, drain, readiness)
+                if self.ready_pattern is None and self.ready_after is None:
+                    readiness.set()
+                elif self.ready_after is not None:
+                    nursery.start_soon(self._ready_after, self.ready_after, readiness)
+                nursery.start_soon(self._watch_stop_request, run)
+                try:
+                    await process.wait()
+                finally:
+                    await self._stop_group(run)
+                    drain.deadline = trio.current_time() + _DRAIN_TIMEOUT
+                    nursery.cancel_scope.cancel(reason="trisup: process exited")
+            return run
+        finally:
+            _signal_group(run.pid, signal.SIGKILL)  # whatever happened above, nothing stays
+            self.returncode = process.returncode
+            self.pid = None
+
+    def _send_stop_signal(self, run: _Run) -> None:
+        if run.signalled is None:
+            _signal_group(run.pid, signal.SIGKILL if self._expedited else self.stop_signal)
+            run.signalled = trio.current_time()
+
+    async def _stop_group(self, run: _Run) -> None:
+        """Stop the child's group (shielded, bounded); leftovers get ``SIGKILL``."""
+        process = run.process
+        with trio.move_on_after(self.kill_after + _REAP_TIMEOUT, shield=True):
+            if process.returncode is None and not self._expedited:
+                self._send_stop_signal(run)
+                assert run.signalled is not None
+                with trio.move_on_at(run.signalled + self.kill_after) as grace:
+                    self._grace = grace
+                    await process.wait()
+                self._grace = None
+                if process.returncode is None and self._log.isEnabledFor(logging.WARNING):
+                    self._log.warning(
+                        "%s did not exit within %gs of %s; killing its process group",
+                        self.name,
+                        self.kill_after,
+                        self.stop_signal.name,
+                        extra={"service": self.name, "event": "kill", "pid": run.pid},
+                    )
+            _signal_group(run.pid, signal.SIGKILL)
+            with trio.move_on_after(_REAP_TIMEOUT):
+                await process.wait()
+
+    async def _watch_stop_request(self, run: _Run) -> None:
+        """With a ``grace_period``, send ``stop_signal`` as soon as a stop is requested."""
+        try:
+            requested = current_service().stop_requested
+        except RuntimeError:  # served outside a trisup manager
+            return
+        await requested.wait()
+        self._send_stop_signal(run)
+
+    @staticmethod
+    async def _ready_after(seconds: float, readiness: _Readiness) -> None:
+        await trio.sleep(seconds)
+        readiness.set()
+
+    async def _drain(self, run: _Run, scope: trio.CancelScope, readiness: _Readiness) -> None:
+        """Read both pipes to their end, inside *scope* (shielded until the child is gone)."""
+        process = run.process
+        with scope:
+            async with trio.open_nursery() as nursery:
+                assert process.stdout is not None
+                assert process.stderr is not None
+                nursery.start_soon(self._pump, process.stdout, "stdout", run, readiness)
+                nursery.start_soon(self._pump, process.stderr, "stderr", run, readiness)
+
+    async def _pump(
+        self, stream: trio.abc.ReceiveStream, name: str, run: _Run, readiness: _Readiness
+    ) -> None:
+        buffer = bytearray()
+        try:
+            while True:
+                chunk = await stream.receive_some(_MAX_LINE)
+                if not chunk:
+                    break
+                buffer += chunk
+                start = 0
+                while (end := buffer.find(b"\n", start)) >= 0:
+                    for piece in range(start, max(end, start + 1), _MAX_LINE):
+                        self._line(
+                            bytes(buffer[piece : min(end, piece + _MAX_LINE)]), name, run, readiness
+                        )
+                    start = end + 1
+                del buffer[:start]
+                while len(buffer) >= _MAX_LINE:
+                    self._line(bytes(buffer[:_MAX_LINE]), name, run, readiness)
+                    del buffer[:_MAX_LINE]
+            if buffer:
+                self._line(bytes(buffer), name, run, readiness)
+        finally:
+            with trio.move_on_after(_DRAIN_TIMEOUT, shield=True):
+                await stream.aclose()
+
+    def _line(self, raw: bytes, stream: str, run: _Run, readiness: _Readiness) -> None:
+        text = raw.decode("utf-8", "replace").rstrip("\r")
+        self._output.append((stream, text))
+        if stream == "stderr" and text.strip():
+            run.last_stderr = text.strip()
+        if self._log.isEnabledFor(logging.INFO):
+            self._log.info(
+                "%s",
+                text,
+                extra={"service": self.name, "event": "output", "stream": stream, "pid": run.pid},
+            )
+        pattern = self.ready_pattern
+        if pattern is not None and not readiness.done and pattern.search(text):
+            readiness.set()
