@@ -54,7 +54,7 @@ def _verbs(n: int, k: int, *, bulk: bool) -> Callable[[], Samples]:
                     manager.get_service_info(name)
                 out["get_service_info"] = (perf_counter() - t0) / (10 * k) * 1e6
                 if bulk:
-                    calls = []
+                    calls: list[float] = []
                     for _ in range(3):
                         t0 = perf_counter()
                         manager.get_services_info()

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import logging
 import os
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Generator
 from contextlib import contextmanager
 from time import perf_counter
 
@@ -60,7 +60,7 @@ class CrashProbe:
 
 
 @contextmanager
-def real_handler() -> Iterator[None]:
+def real_handler() -> Generator[None]:
     """A formatting handler writing to ``os.devnull``, on the root logger, default levels."""
     with open(os.devnull, "w") as sink:
         handler = logging.StreamHandler(sink)

@@ -11,6 +11,7 @@ from __future__ import annotations
 import argparse
 import json
 import logging
+import os
 import platform
 import sys
 import time
@@ -37,6 +38,14 @@ def _fmt(value: float) -> str:
     return f"{value:.2f}"
 
 
+def _load() -> str:
+    """The 1-minute load average: other work on the machine skews the timings."""
+    try:
+        return f"{os.getloadavg()[0]:.2f}"
+    except OSError:
+        return "unknown"
+
+
 def table(rows: Sequence[Row]) -> str:
     """The results as a Markdown table."""
     lines = [
@@ -54,7 +63,7 @@ def table(rows: Sequence[Row]) -> str:
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Parse the arguments, run the benchmarks, print the table, write the JSON."""
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(description="Run the trisup benchmark suite.")
     parser.add_argument("--quick", action="store_true", help="fewer and shorter repetitions")
     parser.add_argument("--json", metavar="FILE", type=Path, help="also write the rows as JSON")
     parser.add_argument(
@@ -76,16 +85,21 @@ def main(argv: Sequence[str] | None = None) -> int:
     print(
         f"trisup {trisup.__version__}, trio {trio.__version__}, "
         f"Python {platform.python_version()} on {platform.machine()}, "
-        f"{'quick' if quick else 'full'} run",
+        f"{'quick' if quick else 'full'} run, load average {_load()}",
         file=sys.stderr,
     )
     began = time.perf_counter()
+    cpu = time.process_time()
     rows: list[Row] = []
     for group in groups:
         t0 = time.perf_counter()
         rows.extend(runners[group]())
         print(f"  {group}: {time.perf_counter() - t0:.1f} s", file=sys.stderr)
-    print(f"  total: {time.perf_counter() - began:.1f} s", file=sys.stderr)
+    print(
+        f"  total: {time.perf_counter() - began:.1f} s "
+        f"(CPU {time.process_time() - cpu:.1f} s), load average {_load()}",
+        file=sys.stderr,
+    )
     print(table(rows))
     if args.json is not None:
         args.json.write_text(

@@ -6,6 +6,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import http.server
 import io
 import json
@@ -19,7 +20,7 @@ import textwrap
 import threading
 import time
 import types
-from collections.abc import Iterator
+from collections.abc import Generator, Iterator
 from pathlib import Path
 from typing import ClassVar
 
@@ -490,14 +491,25 @@ async def test_supervise_ends_after_its_duration() -> None:
 # ------------------------------------------------------- run, subprocess
 
 
-def _run(path: Path, *args: str) -> subprocess.Popen[str]:
-    return subprocess.Popen(
+@contextlib.contextmanager
+def _run(path: Path, *args: str) -> Generator[subprocess.Popen[str]]:
+    """`trisup run` as a subprocess, killed after a minute and at the end if still running."""
+    proc = subprocess.Popen(
         [sys.executable, "-m", "trisup", "run", str(path), *args],
         cwd=path.parent,
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,
     )
+    watchdog = threading.Timer(60, proc.kill)  # a blocking read of its output must end
+    watchdog.start()
+    try:
+        yield proc
+    finally:
+        watchdog.cancel()
+        if proc.poll() is None:
+            proc.kill()
+        proc.communicate()
 
 
 def _wait_for(proc: subprocess.Popen[str], pattern: str) -> list[str]:
@@ -771,17 +783,20 @@ def test_trisup_run_in_process_until_sigterm(
         """,
     )
 
+    done = threading.Event()
+
     def signal_once_started() -> None:
-        deadline = time.monotonic() + 20
-        while not marker.exists() and time.monotonic() < deadline:
-            time.sleep(0.01)
-        os.kill(os.getpid(), signal.SIGTERM)  # the receiver is installed before any spawn
+        while not done.wait(0.01):
+            if marker.exists():  # serving: the signal receiver is installed before any spawn
+                os.kill(os.getpid(), signal.SIGTERM)
+                return
 
     killer = threading.Thread(target=signal_once_started)
     killer.start()
     try:
         assert main(["run", str(path), "--no-live"]) == 0
     finally:
+        done.set()
         killer.join()
     out = capsys.readouterr().out
     assert "service=worker event=spawned" in out

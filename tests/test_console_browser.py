@@ -13,6 +13,7 @@ import shutil
 from dataclasses import dataclass, field
 from functools import partial
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import pytest
 import trio
@@ -20,6 +21,9 @@ import trio
 import trisup
 from trisup import RestartPolicy, ServiceStatus
 from trisup.http import ConsoleService
+
+if TYPE_CHECKING:
+    from playwright.sync_api import Dialog
 
 S = ServiceStatus
 CHROMIUM = "/usr/bin/chromium"
@@ -177,3 +181,59 @@ async def test_console_in_chromium(tmp_path: Path) -> None:
     assert shot.read_bytes().startswith(b"\x89PNG")
     if os.environ.get("TRISUP_SCREENSHOT") or not DOCS_SHOT.exists():
         shutil.copyfile(shot, DOCS_SHOT)
+
+
+def _drive_with_token(url: str, token: str) -> tuple[list[str], str, list[str]]:
+    """In a worker thread: open a token-protected page as a browser would, stop a service."""
+    from playwright.sync_api import expect, sync_playwright
+
+    prompts: list[str] = []
+    problems: list[str] = []
+    with sync_playwright() as pw:
+        browser = pw.chromium.launch(executable_path=CHROMIUM, args=FLAGS)
+        try:
+            anonymous = browser.new_context()
+            assert anonymous.request.get(url).status == 401
+            context = browser.new_context(http_credentials={"username": "ops", "password": token})
+            page = context.new_page()
+            page.on("pageerror", lambda error: problems.append(str(error)))
+
+            def answer(dialog: Dialog) -> None:
+                prompts.append(dialog.message)
+                dialog.accept(token)
+
+            page.on("dialog", answer)
+            page.goto(url)
+            expect(page.locator("#connection")).to_have_text("live")
+            worker = page.locator('#rows tr[data-service="worker"]')
+            expect(worker).to_have_attribute("data-status", "running")
+            worker.locator('button[data-action="stop"]').click()
+            expect(worker).to_have_attribute("data-status", "stopped", timeout=10_000)
+            # the row may turn stopped (from the event stream) before the POST answers
+            expect(page.locator("#notice")).not_to_have_text("", timeout=10_000)
+            notice = page.locator("#notice").inner_text()
+        finally:
+            browser.close()
+    return prompts, notice, problems
+
+
+async def test_console_with_a_token_in_chromium() -> None:
+    """With a token, the browser signs in with Basic and the page asks for the token once."""
+    _require_browser()
+    token = "browser-test-token-0123456789"
+    m = trisup.Manager("shop")
+    m.add(trisup.new_service("worker", trio.sleep_forever))
+    console = ConsoleService(m, bind="127.0.0.1:0", token=token)
+    m.add(console)
+    with trio.fail_after(60):
+        async with trio.open_nursery() as nursery:
+            await nursery.start(m.serve)
+            assert console.url is not None
+            prompts, notice, problems = await trio.to_thread.run_sync(
+                _drive_with_token, console.url, token
+            )
+            assert m.get_service_info("worker").status is S.STOPPED
+            nursery.cancel_scope.cancel()
+    assert prompts == ["Token for this console"]
+    assert notice == "service stopped, name=worker"
+    assert problems == []

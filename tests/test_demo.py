@@ -13,6 +13,7 @@ import re
 import signal
 import subprocess
 import sys
+import threading
 import time
 from pathlib import Path
 
@@ -101,13 +102,16 @@ def test_demo_supervises_processes_and_prints_the_final_tables(tmp_path: Path) -
 @pytest.mark.skipif(sys.platform == "win32", reason="POSIX signals")
 def test_demo_ends_gracefully_on_sigint(tmp_path: Path) -> None:
     """SIGINT shuts the demo tree down, prints the tables and exits with 0."""
-    with subprocess.Popen(
+    proc = subprocess.Popen(
         [sys.executable, "-m", "trisup", "demo", "--duration", "50"],
         cwd=tmp_path,
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,
-    ) as proc:
+    )
+    watchdog = threading.Timer(60, proc.kill)  # the demo ends by itself after 50 s anyway
+    watchdog.start()
+    try:
         assert proc.stdout is not None
         for line in proc.stdout:
             if "service=steady old=starting new=running" in line:
@@ -115,6 +119,11 @@ def test_demo_ends_gracefully_on_sigint(tmp_path: Path) -> None:
         began = time.monotonic()
         proc.send_signal(signal.SIGINT)
         stdout, stderr = proc.communicate(timeout=60)
+    finally:
+        watchdog.cancel()
+        if proc.poll() is None:
+            proc.kill()
+            proc.communicate()
     assert proc.returncode == 0, stderr
     assert time.monotonic() - began < 30
     assert "received SIGINT, shutting down gracefully" in stdout

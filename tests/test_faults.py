@@ -15,10 +15,13 @@ checks all of it, including that no task trisup started is left afterwards.
 
 from __future__ import annotations
 
+import functools
 import logging
 import os
 import signal
+from collections import Counter
 from collections.abc import Awaitable, Callable
+from typing import cast
 
 import pytest
 import trio
@@ -30,8 +33,7 @@ import trisup
 from trisup import ExitStatus, ServiceStatus
 
 S = ServiceStatus
-PROFILE = os.environ.get("HYPOTHESIS_PROFILE", "ci")
-SIGNAL_EXAMPLES = {"ci": 60, "fuzz": 1_000}.get(PROFILE, 60)
+SIGNAL_EXAMPLES = settings().max_examples // 5  # 60 with the CI profile
 TREE_STEPS = 80  # a little more than the task steps of the tree below, start to end
 
 
@@ -59,10 +61,8 @@ class TaskCounter(trio.abc.Instrument):
 def leaves(error: BaseException) -> list[type[BaseException]]:
     """The types of the leaves of an exception group (or the exception itself)."""
     if isinstance(error, BaseExceptionGroup):
-        found: list[type[BaseException]] = []
-        for member in error.exceptions:  # pyright: ignore[reportUnknownVariableType]
-            found += leaves(member)  # pyright: ignore[reportUnknownArgumentType]
-        return found
+        group = cast("BaseExceptionGroup[BaseException]", error)
+        return [leaf for member in group.exceptions for leaf in leaves(member)]
     return [type(error)]
 
 
@@ -139,7 +139,7 @@ async def test_faulty_hook(
     m = trisup.Manager("m", stop_timeout=4)
     for p in PHASES:
         register = getattr(m, p)
-        recorder: Callable[[], object] = lambda p=p: log.append(p)  # noqa: E731
+        recorder = functools.partial(log.append, p)
         if p != phase:
             register(recorder)
         elif p in START_PHASES:  # run in order: the faulty one first
@@ -174,7 +174,7 @@ async def test_faulty_hook(
             raised = exc
     trio.lowlevel.remove_instrument(tasks)
 
-    started = not (phase == "before_start")
+    started = phase != "before_start"
     stop_hang = 4 if mode == "hangs" and phase not in START_PHASES else 0
     if phase in START_PHASES and mode != "hangs":  # the start hook's error, at once
         assert raised is error
@@ -241,7 +241,7 @@ async def test_base_exception_from_service(
 
     m.add(trisup.new_service("steady", steady))
     m.add(trisup.new_service("bad", bad))
-    with trio.fail_after(100), pytest.raises(BaseException) as caught:  # noqa: PT011
+    with trio.fail_after(100), pytest.raises(BaseException) as caught:
         await m.serve()
     trio.lowlevel.remove_instrument(tasks)
     assert set(leaves(error)) <= set(leaves(caught.value))
@@ -326,6 +326,16 @@ class Tree:
             assert ran == [p for p in PHASES if p in ran], (name, ran)
 
 
+_EXAMPLES: Counter[str] = Counter()
+
+
+def count(record_property: Callable[[str, object], None], key: str) -> None:
+    """Count one more example of a hypothesis test, for the reliability summary."""
+    _EXAMPLES[key] += 1
+    record_property("cases", _EXAMPLES[key])
+    record_property("unit", "signal runs")
+
+
 class Killer(trio.abc.Instrument):
     """Sends SIGINT to this process before the task steps numbered in *at* (once armed)."""
 
@@ -362,8 +372,11 @@ def run_tree(main: Callable[[], Awaitable[object]], *instruments: trio.abc.Instr
     suppress_health_check=[HealthCheck.function_scoped_fixture],
 )
 @given(step=st.integers(1, TREE_STEPS))
-def test_sigint_at_random_step_under_serve(step: int) -> None:
+def test_sigint_at_random_step_under_serve(
+    step: int, record_property: Callable[[str, object], None]
+) -> None:
     """A SIGINT anywhere in a running tree: KeyboardInterrupt out of trio.run, nothing left."""
+    count(record_property, "serve")
     tree = Tree(fatal_at=20)
     tasks = TaskCounter()
     killer = Killer([step])
@@ -375,7 +388,7 @@ def test_sigint_at_random_step_under_serve(step: int) -> None:
         finally:
             ended.append(trio.current_time())
 
-    with pytest.raises(BaseException) as caught:  # noqa: PT011
+    with pytest.raises(BaseException) as caught:
         run_tree(main, tasks, killer)
     if killer.sent:  # KeyboardInterrupt propagates, maybe in a group
         assert KeyboardInterrupt in leaves(caught.value), repr(caught.value)
@@ -401,8 +414,11 @@ def test_sigint_at_random_step_under_serve(step: int) -> None:
     suppress_health_check=[HealthCheck.function_scoped_fixture],
 )
 @given(first=st.integers(1, TREE_STEPS), second=st.none() | st.integers(1, TREE_STEPS // 2))
-def test_sigint_at_random_step_under_run(first: int, second: int | None) -> None:
+def test_sigint_at_random_step_under_run(
+    first: int, second: int | None, record_property: Callable[[str, object], None]
+) -> None:
     """SIGINT under run(): a graceful shutdown and an exit status, never an exception."""
+    count(record_property, "run")
     tree = Tree(fatal_at=20)
     tasks = TaskCounter()
     at = [first] if second is None else [first, first + second]
@@ -418,7 +434,7 @@ def test_sigint_at_random_step_under_run(first: int, second: int | None) -> None
     tree.root.after_stop(disarm)  # the last step of serve (skipped only by a second signal)
     try:
         status = run_tree(tree.root.run, tasks, killer)
-    except BaseException as exc:  # noqa: BLE001 - never let it reach pytest
+    except BaseException as exc:  # never let it reach pytest
         raise AssertionError(f"run() raised {exc!r} (signals at {killer.sent})") from None
     assert status in (ExitStatus.SUCCESS, ExitStatus.NO_UPGRADE_AVAILABLE)
     if status is ExitStatus.NO_UPGRADE_AVAILABLE:  # the fatal error came first

@@ -145,7 +145,7 @@ def test_trisup_run_draws_a_live_table_in_a_terminal(tmp_path: Path) -> None:
         assert worker[6] == "30s"
         assert worker[7].startswith("exited with code 1; stderr: queue unreachable")
         assert "web | listening" in text  # process output printed above the table
-        assert "\x1b[" in term.output.decode()  # colours and cursor movement: a real live view
+        assert b"\x1b[" in term.output  # colours and cursor movement: a real live view
         term.proc.send_signal(signal.SIGTERM)
         assert term.finish() == 0
     finally:

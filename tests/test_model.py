@@ -26,11 +26,11 @@ world consistent with what was observed.
 
 from __future__ import annotations
 
+import contextlib
 import copy
 import heapq
 import itertools
 import math
-import os
 import threading
 from collections import Counter
 from collections.abc import Callable, Generator
@@ -61,8 +61,7 @@ STOP_PHASE = 1 / 64  # stop timeouts: a stop's deadline never coincides with a s
 MANAGER_PHASE = 1 / 128  # the manager's stop_timeout: its phase deadline neither
 HANG = 100_000.0  # virtual seconds after which an operation counts as hung
 NAMES = ("a", "b", "c", "d")
-PROFILE = os.environ.get("HYPOTHESIS_PROFILE", "ci")
-EXAMPLES = {"ci": 300, "fuzz": 5_000}.get(PROFILE, 300)
+EXAMPLES = settings().max_examples  # the profile's: 300 in CI, more with HYPOTHESIS_PROFILE=fuzz
 
 CLEAN_ENDS = ("return", "no_restart")
 FAILURE_ENDS = ("fail", "group", "leak")
@@ -117,19 +116,20 @@ class Spec:
     auto_start: bool
     stop_timeout: float
 
-    def config(self) -> dict[str, object]:
-        """The keyword arguments for `Manager.add`."""
-        return {
-            "restart_policy": self.policy,
-            "max_restarts": self.max_restarts,
-            "restart_delay": self.restart_delay,
-            "max_restart_delay": self.max_restart_delay,
-            "restart_window": self.restart_window,
-            "max_restarts_in_window": self.max_in_window,
-            "backoff_multiplier": self.multiplier,
-            "auto_start": self.auto_start,
-            "stop_timeout": self.stop_timeout,
-        }
+    def add_to(self, m: trisup.Manager, service: trisup.Service) -> None:
+        """Register *service* with this configuration, through `Manager.add`'s keywords."""
+        m.add(
+            service,
+            restart_policy=self.policy,
+            max_restarts=self.max_restarts,
+            restart_delay=self.restart_delay,
+            max_restart_delay=self.max_restart_delay,
+            restart_window=self.restart_window,
+            max_restarts_in_window=self.max_in_window,
+            backoff_multiplier=self.multiplier,
+            auto_start=self.auto_start,
+            stop_timeout=self.stop_timeout,
+        )
 
 
 @dataclass(frozen=True)
@@ -1023,7 +1023,7 @@ class Harness:
         if op.kind == "add":
             assert op.spec is not None
             tracker = Tracker()
-            m.add(scripted(op.spec, tracker), **op.spec.config())
+            op.spec.add_to(m, scripted(op.spec, tracker))
             reg = len(self.trackers) + 1
             self.trackers[reg] = tracker
             self.current[op.spec.name] = reg
@@ -1117,10 +1117,8 @@ class Harness:
     def close(self) -> None:
         """Cancel serve (running the shutdown) and end the Trio run."""
         if self._token is not None and self._thread.is_alive():
-            try:
+            with contextlib.suppress(trio.RunFinishedError):
                 trio.from_thread.run(self._close, trio_token=self._token)
-            except trio.RunFinishedError:
-                pass
         self._thread.join(30)
         if self._thread.is_alive():
             raise AssertionError("the Trio run did not end")
@@ -1245,8 +1243,7 @@ class SupervisorMachine(RuleBasedStateMachine):
         )
         if seen.result == "ServiceStopTimeout":
             assert op.kind in ("stop", "restart", "delete")
-        if stop_bound is not None:  # every stop returns within stop_timeout, or raises
-            assert seen.elapsed <= stop_bound or seen.result == "ServiceStopTimeout"
+        if stop_bound is not None:  # a stop returns in time, or raises ServiceStopTimeout then
             assert seen.elapsed <= stop_bound
         if seen.serve_end is not None:  # documented endings only; no task left behind
             assert seen.serve_end[0] <= {"cancelled", "FatalError", "TerminateSupervisor"}
@@ -1281,7 +1278,7 @@ class SupervisorMachine(RuleBasedStateMachine):
 )
 def test_supervisor_matches_model(record_property: Callable[[str, object], None]) -> None:
     """trisup behaves as the reference model of SPEC §4-§7 under random steps."""
-    SupervisorMachine.examples = 0
+    SupervisorMachine.examples = SupervisorMachine.steps = 0
     run_state_machine_as_test(
         SupervisorMachine,
         settings=settings(
@@ -1292,4 +1289,5 @@ def test_supervisor_matches_model(record_property: Callable[[str, object], None]
         ),
     )
     record_property("cases", SupervisorMachine.examples)
-    record_property("steps", SupervisorMachine.steps)
+    record_property("unit", "examples")
+    record_property("detail", f"{SupervisorMachine.steps:,} steps")

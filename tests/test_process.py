@@ -415,16 +415,18 @@ def test_no_child_is_left_after_a_keyboard_interrupt(tmp_path: Path) -> None:
     )
     parent = textwrap.dedent(
         f"""
-        import sys, trio, trisup
+        import signal, sys, trio, trisup
+        signal.signal(signal.SIGINT, signal.default_int_handler)  # even if started ignoring it
         svc = trisup.ProcessService("child", [sys.executable, "-c", {child!r}, {str(pidfile)!r}])
         manager = trisup.Manager("parent")
         manager.add(svc)
         trio.run(manager.serve)
         """
     )
-    with subprocess.Popen(
+    proc = subprocess.Popen(
         [sys.executable, "-c", parent], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
-    ) as proc:
+    )
+    try:
         deadline = time.monotonic() + LIMIT
         while not pidfile.exists():
             assert proc.poll() is None, proc.communicate()
@@ -433,6 +435,10 @@ def test_no_child_is_left_after_a_keyboard_interrupt(tmp_path: Path) -> None:
         pids = [int(p) for p in pidfile.read_text().split()]
         proc.send_signal(signal.SIGINT)
         _, stderr = proc.communicate(timeout=LIMIT)
+    finally:
+        if proc.poll() is None:  # never leave the parent (and so its children) running
+            proc.kill()
+            proc.communicate()
     assert "KeyboardInterrupt" in stderr
     deadline = time.monotonic() + 3
     while not all(gone(pid) for pid in pids):

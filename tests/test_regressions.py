@@ -18,6 +18,8 @@ from trisup import ServiceStatus
 S = ServiceStatus
 SIGNALS = (signal.SIGINT, signal.SIGTERM)
 
+pytestmark = pytest.mark.reliability("regression")  # each docstring says what must hold
+
 
 async def test_no_restart_counted_during_shutdown(autojump_clock: trio.testing.MockClock) -> None:
     """A backoff wait that ends during shutdown neither restarts nor counts a restart."""
@@ -48,6 +50,36 @@ async def test_no_restart_counted_during_shutdown(autojump_clock: trio.testing.M
     assert info.window_restarts == 0
     assert info.window_start is None
     assert info.status is S.IDLE
+
+
+async def test_no_group_restart_counted_during_shutdown(
+    autojump_clock: trio.testing.MockClock,
+) -> None:
+    """A rest-for-one group restart whose wait ends during shutdown counts no restart."""
+
+    async def fails() -> None:
+        raise ValueError("crashed")  # at once: its group restarts after 1 s
+
+    async def doomed() -> None:
+        await trio.sleep(0.25)
+        raise trisup.FatalError(None)
+
+    async def slow_stop_hook() -> None:
+        await trio.sleep(2)  # the shutdown is still running when the group's wait ends
+
+    m = trisup.Manager(strategy=trisup.Strategy.REST_FOR_ONE)
+    m.add(trisup.new_service("doomed", doomed))
+    m.add(trisup.new_service("fails", fails))
+    m.add(trisup.new_service("later", trio.sleep_forever))
+    m.before_stop(slow_stop_hook)
+    with pytest.raises(trisup.FatalError):
+        await m.serve()
+    assert trio.current_time() == 2.25
+    info = m.get_service_info("fails")
+    assert info.metric.start_count == 1
+    assert info.restart_count == 0
+    assert info.current_delay == 1
+    assert info.status is S.ERROR
 
 
 async def test_fatal_error_ends_a_readiness_wait(autojump_clock: trio.testing.MockClock) -> None:
@@ -227,3 +259,36 @@ def test_huge_int_duration_is_a_value_error(huge: int) -> None:
     if huge > 0 and huge < 10**1000:
         with pytest.raises(ValueError, match="stop_timeout"):
             trisup.Manager(stop_timeout=huge)
+
+
+class Unprintable:
+    """A value whose repr raises."""
+
+    def __repr__(self) -> str:
+        raise RuntimeError("no repr")
+
+
+@pytest.mark.parametrize(
+    "value", [10**5000, Unprintable()], ids=["int of 5001 digits", "broken repr"]
+)
+def test_error_messages_survive_unprintable_values(value: object) -> None:
+    """A value whose repr raises still gets the TypeError/ValueError naming the argument."""
+    with pytest.raises(TypeError, match="name"):
+        trisup.Manager(name=value)  # type: ignore[arg-type]
+    with pytest.raises(TypeError, match="name"):
+        trisup.new_service(value, trio.sleep_forever)  # type: ignore[arg-type]
+    with pytest.raises(ValueError, match="strategy"):
+        trisup.Manager(strategy=value)  # type: ignore[arg-type]
+    m = trisup.Manager()
+    with pytest.raises(TypeError, match="depends_on"):
+        m.add(trisup.new_service("svc", trio.sleep_forever), depends_on=[value])  # type: ignore[list-item]
+    assert not m.has("svc")
+
+
+def test_non_iterable_depends_on_names_the_argument() -> None:
+    """depends_on=5 is a TypeError naming depends_on, not "'int' object is not iterable"."""
+    m = trisup.Manager()
+    for value in (5, None, 1.5):
+        with pytest.raises(TypeError, match="depends_on"):
+            m.add(trisup.new_service("svc", trio.sleep_forever), depends_on=value)  # type: ignore[arg-type]
+    assert not m.has("svc")

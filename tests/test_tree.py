@@ -186,8 +186,8 @@ async def test_intensity_escalates_up_the_tree(autojump_clock: trio.testing.Mock
     info = root.get_service_info("middle")
     assert isinstance(info.error, trisup.RestartIntensityExceeded)
     assert info.error.manager == "middle"
-    cause = info.error.__cause__
-    assert isinstance(cause, ExceptionGroup)
+    cause: BaseException | None = info.error.__cause__
+    assert type(cause).__name__ == "ExceptionGroup"
     assert str(cause) == "recent failures in middle (3 sub-exceptions)"
     assert trio.current_time() == 10
 

@@ -30,26 +30,33 @@ class RestartWindow:
     A restart at time ``t`` is counted at ``now`` while ``now - t < window``.
     Entries older than the window are dropped whenever the window is counted,
     and at most *limit* entries are kept when a limit is set (a decision never
-    needs more), so the history stays bounded.
+    needs more), so the history stays bounded. The deque is created on the
+    first restart: most services never restart, and an empty deque costs more
+    than the rest of a service's state.
     """
 
     __slots__ = ("_times",)
 
     def __init__(self) -> None:
-        self._times: deque[float] = deque()
+        self._times: deque[float] | None = None
 
     def __len__(self) -> int:
-        return len(self._times)
+        return len(self._times) if self._times is not None else 0
 
     def record(self, now: float, limit: int) -> None:
         """Count a restart at *now*, keeping at most *limit* entries (0: no cap)."""
-        self._times.append(now)
-        if limit and len(self._times) > limit:
-            self._times.popleft()
+        times = self._times
+        if times is None:
+            times = self._times = deque()
+        times.append(now)
+        if limit and len(times) > limit:
+            times.popleft()
 
     def count(self, now: float, window: float) -> int:
         """Drop the restarts that left the window; return how many remain."""
         times = self._times
+        if not times:
+            return 0
         horizon = now - window
         while times and times[0] <= horizon:
             times.popleft()
@@ -61,7 +68,8 @@ class RestartWindow:
 
     def clear(self) -> None:
         """Forget every restart."""
-        self._times.clear()
+        if self._times:
+            self._times.clear()
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)

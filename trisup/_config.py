@@ -15,6 +15,7 @@ from dataclasses import dataclass
 from typing import final
 
 from ._backoff import Schedule, preview
+from ._errors import safe_repr
 from ._status import RestartPolicy
 
 __all__ = [
@@ -118,7 +119,7 @@ class ServiceConfig:
             if isinstance(value, bool) or not isinstance(value, (int, float)):
                 raise TypeError(f"{field} must be a number of seconds, not {type(value).__name__}")
             if not finite(value):
-                raise ValueError(f"{field} must be finite, not {_shown(value)}")
+                raise ValueError(f"{field} must be finite, not {safe_repr(value)}")
             object.__setattr__(self, field, float(value))
         if not isinstance(self.auto_start, bool):
             raise TypeError(f"auto_start must be a bool, not {type(self.auto_start).__name__}")
@@ -130,11 +131,6 @@ def finite(value: float) -> bool:
         return math.isfinite(value)
     except OverflowError:
         return False
-
-
-def _shown(value: float) -> str:
-    # repr of an int with thousands of digits raises; its size says enough
-    return f"an int of {value.bit_length()} bits" if isinstance(value, int) else repr(value)
 
 
 _POLICY_VALUES = frozenset(int(p) for p in RestartPolicy)

@@ -44,6 +44,7 @@ __all__ = [
     "is_no_restart",
     "no_restart",
     "present",
+    "safe_repr",
 ]
 
 
@@ -177,6 +178,16 @@ def _safe_str(obj: object) -> str:
         return str(obj)
     except Exception:  # a broken __str__ must not hide the error it describes
         return f"<{type(obj).__name__} with unprintable message>"
+
+
+def safe_repr(obj: object) -> str:
+    """``repr(obj)`` for an error message; never raises (a huge int, a broken ``__repr__``)."""
+    try:
+        return repr(obj)
+    except Exception:
+        if isinstance(obj, int):  # repr refuses ints of more than 4,300 digits
+            return f"<an int of {obj.bit_length()} bits>"
+        return f"<{type(obj).__name__} with unprintable repr>"
 
 
 def children(exc: BaseException) -> tuple[BaseException, ...] | None:

@@ -45,17 +45,21 @@ _TICK = 1.0  # redraw at least once a second, for the uptimes
 def rich_table(
     rows: Sequence[Row], *, title: str | None = None, caption: str | None = None
 ) -> Table:
-    """The service table as a rich `Table`."""
-    table = Table(title=title, caption=caption, title_justify="left", expand=False)
+    """The service table as a rich `Table`, as wide as the console.
+
+    Every column keeps its full width but the last error's, which takes what is
+    left and is cut with an ellipsis.
+    """
+    table = Table(title=title, caption=caption, title_justify="left", expand=True)
     for i, header in enumerate(HEADERS):
         if header == "LAST ERROR":
-            table.add_column(header, overflow="ellipsis", no_wrap=True, min_width=10)
+            table.add_column(header, overflow="ellipsis", no_wrap=True, ratio=1)
         else:
             table.add_column(
                 header,
                 justify="right" if 2 <= i <= 6 else "left",
                 no_wrap=True,
-                min_width=len(header),
+                min_width=max(len(header), 9 if header == "STATUS" else 0),
             )
     for row in rows:
         cells = row.cells()

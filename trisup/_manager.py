@@ -23,6 +23,7 @@ from ._errors import (
     ServiceNotFound,
     ServiceStopTimeout,
     SupervisorError,
+    safe_repr,
 )
 from ._events import (
     EventHub,
@@ -54,7 +55,7 @@ def _check_service(service: object) -> Service:
         )
     name: object = service.name
     if not isinstance(name, str) or not name:
-        raise TypeError(f"service name must be a non-empty str, not {name!r}")
+        raise TypeError(f"service name must be a non-empty str, not {safe_repr(name)}")
     if not callable(service.serve):
         raise TypeError(f"service {name!r}: 'serve' is not callable")
     return service
@@ -83,25 +84,31 @@ class Manager:
         period: float = 5.0,
     ) -> None:
         if not isinstance(name, str) or not name:
-            raise TypeError(f"name must be a non-empty str, not {name!r}")
+            raise TypeError(f"name must be a non-empty str, not {safe_repr(name)}")
         if isinstance(stop_timeout, bool) or not isinstance(stop_timeout, (int, float)):
             raise TypeError(
                 f"stop_timeout must be a number of seconds, not {type(stop_timeout).__name__}"
             )
         if not finite(stop_timeout) or stop_timeout <= 0:
-            raise ValueError(f"stop_timeout must be positive and finite, not {stop_timeout!r}")
+            raise ValueError(
+                f"stop_timeout must be positive and finite, not {safe_repr(stop_timeout)}"
+            )
         try:
             strategy = Strategy(strategy)
-        except ValueError:
-            raise ValueError(f"strategy must be a trisup.Strategy, not {strategy!r}") from None
+        except Exception:  # not a member; the enum's own message may fail to repr it
+            raise ValueError(
+                f"strategy must be a trisup.Strategy, not {safe_repr(strategy)}"
+            ) from None
         if intensity is not None and (
             isinstance(intensity, bool) or not isinstance(intensity, int) or intensity < 0
         ):
-            raise ValueError(f"intensity must be a non-negative int or None, not {intensity!r}")
+            raise ValueError(
+                f"intensity must be a non-negative int or None, not {safe_repr(intensity)}"
+            )
         if isinstance(period, bool) or not isinstance(period, (int, float)):
             raise TypeError(f"period must be a number of seconds, not {type(period).__name__}")
         if not finite(period) or period <= 0:
-            raise ValueError(f"period must be positive and finite, not {period!r}")
+            raise ValueError(f"period must be positive and finite, not {safe_repr(period)}")
         self.name = name
         self.stop_timeout = float(stop_timeout)
         self.strategy = strategy
@@ -190,7 +197,7 @@ class Manager:
             ) from None
         for dep in deps:
             if not isinstance(dep, str):
-                raise TypeError(f"depends_on must hold service names, not {dep!r}")
+                raise TypeError(f"depends_on must hold service names, not {safe_repr(dep)}")
         if name in deps:
             raise ValueError(f"service {name!r} cannot depend on itself")
         if not deps and self._ctx is None:
@@ -257,7 +264,7 @@ class Manager:
             ValueError: *max_buffer* is not a positive int.
         """
         if isinstance(max_buffer, bool) or not isinstance(max_buffer, int) or max_buffer < 1:
-            raise ValueError(f"max_buffer must be a positive int, not {max_buffer!r}")
+            raise ValueError(f"max_buffer must be a positive int, not {safe_repr(max_buffer)}")
         sub = self._hub.subscribe(max_buffer)
         try:
             yield sub
@@ -550,6 +557,10 @@ class Manager:
     def _start_order(self) -> list[Runner]:
         """The runners in dependency order (registration order where free)."""
         runners = self._runners
+        if not any(r.depends_on for r in runners.values()):  # registration order, depth 0
+            for runner in runners.values():
+                runner.depth = 0
+            return list(runners.values())
         names = start_order(list(runners), {n: r.depends_on for n, r in runners.items()})
         for name in names:
             runner = runners[name]

@@ -8,6 +8,8 @@ from typing import Protocol, final, runtime_checkable
 
 import trio
 
+from ._errors import safe_repr
+
 __all__ = ["FunctionService", "Service", "accepts_task_status", "new_service"]
 
 
@@ -84,7 +86,7 @@ def new_service(name: str, async_fn: Callable[..., Awaitable[object]], *args: ob
         TypeError: *name* is not a non-empty string or *async_fn* is not callable.
     """
     if not isinstance(name, str) or not name:
-        raise TypeError(f"service name must be a non-empty str, not {name!r}")
+        raise TypeError(f"service name must be a non-empty str, not {safe_repr(name)}")
     if not callable(async_fn):
         raise TypeError(f"async_fn must be callable, not {type(async_fn).__name__}")
     return FunctionService(name, async_fn, *args)

@@ -192,6 +192,8 @@ class Tree:
                     await runner.wait_done()  # never two instances at once
                 runner.update_status()
             await trio.sleep_until(deadline)
+            if ctx.stopping:
+                return  # the manager is shutting down: no restart follows, none is counted
             failed.count_restart(ctx)
             for runner in everyone:
                 runner.group_pending = False

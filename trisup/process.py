@@ -46,7 +46,15 @@ from ._errors import as_fatal
 from ._runner import current_service
 from ._status import ExitStatus
 
-__all__ = ["DEFAULT_KILL_AFTER", "ProcessExited", "ProcessService", "kill_after_for"]
+__all__ = [
+    "DEFAULT_KILL_AFTER",
+    "RELAUNCH_CODES",
+    "ProcessExited",
+    "ProcessService",
+    "describe_exit",
+    "kill_after_for",
+    "signal_name",
+]
 
 RELAUNCH_CODES = frozenset({int(ExitStatus.RESTART), int(ExitStatus.UPGRADE)})
 """Exit codes that ask for a relaunch at once, not counted as a failure."""
@@ -188,13 +196,14 @@ def _signal_group(pgid: int, signum: int) -> None:
 class _Run:
     """One launch of the child: the process and what was seen of it."""
 
-    __slots__ = ("last_stderr", "pid", "process", "signalled")
+    __slots__ = ("killed", "last_stderr", "pid", "process", "signalled")
 
     def __init__(self, process: trio.Process) -> None:
         self.process = process
         self.pid = process.pid
         self.last_stderr = ""
         self.signalled: float | None = None  # when stop_signal was sent
+        self.killed = False  # the group got its final SIGKILL
 
     @property
     def returncode(self) -> int:
@@ -400,12 +409,15 @@ class ProcessService:
                 try:
                     await process.wait()
                 finally:
-                    await self._stop_group(run)
-                    drain.deadline = trio.current_time() + _DRAIN_TIMEOUT
-                    nursery.cancel_scope.cancel(reason="trisup: process exited")
+                    try:
+                        await self._stop_group(run)
+                    finally:
+                        drain.deadline = trio.current_time() + _DRAIN_TIMEOUT
+                        nursery.cancel_scope.cancel(reason="trisup: process exited")
             return run
         finally:
-            _signal_group(run.pid, signal.SIGKILL)  # whatever happened above, nothing stays
+            if not run.killed:  # something went wrong above: nothing may stay all the same
+                _signal_group(run.pid, signal.SIGKILL)
             self.returncode = process.returncode
             self.pid = None
 
@@ -425,7 +437,8 @@ class ProcessService:
                     self._grace = grace
                     await process.wait()
                 self._grace = None
-                if process.returncode is None and self._log.isEnabledFor(logging.WARNING):
+                late = process.returncode is None and not self._expedited
+                if late and self._log.isEnabledFor(logging.WARNING):
                     self._log.warning(
                         "%s did not exit within %gs of %s; killing its process group",
                         self.name,
@@ -434,6 +447,7 @@ class ProcessService:
                         extra={"service": self.name, "event": "kill", "pid": run.pid},
                     )
             _signal_group(run.pid, signal.SIGKILL)
+            run.killed = True
             with trio.move_on_after(_REAP_TIMEOUT):
                 await process.wait()
 

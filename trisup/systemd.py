@@ -46,6 +46,8 @@ def watchdog_interval(environ: dict[str, str] | None = None) -> float | None:
 
     ``None`` when the variable is unset or not a positive integer, or when
     ``$WATCHDOG_PID`` is set to another process.
+
+    .. versionadded:: 0.2.0
     """
     env = os.environ if environ is None else environ
     usec = env.get("WATCHDOG_USEC", "")
