@@ -32,6 +32,8 @@ TESTS = (
     "tests/test_faults.py",
     "tests/test_soak.py",
     "tests/test_hostile.py",
+    "tests/test_hostile_toml.py",
+    "tests/test_http_openapi.py",
     "tests/test_regressions.py",
 )
 REGRESSION = "regression"
