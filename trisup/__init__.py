@@ -18,6 +18,7 @@ from ._config import (
     with_restart_policy,
     with_restart_window,
 )
+from ._context import CurrentService, current_service
 from ._errors import (
     DoNotRestart,
     FatalError,
@@ -36,7 +37,6 @@ from ._errors import (
     no_restart,
 )
 from ._manager import Manager
-from ._runner import CurrentService, current_service
 from ._service import Service, new_service
 from ._status import ExitStatus, Metric, RestartPolicy, ServiceInfo, ServiceStatus
 from ._tree import Strategy

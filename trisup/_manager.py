@@ -18,6 +18,7 @@ import trio
 
 from ._background import BackgroundServe, call_hook, run_with_signals, serve_in_background
 from ._config import Option, ServiceConfig, build_config, finite, repair
+from ._context import ServeContext
 from ._errors import (
     ServiceAlreadyExists,
     ServiceNotFound,
@@ -35,7 +36,7 @@ from ._events import (
     ServiceStopTimedOut,
     Subscription,
 )
-from ._runner import Runner, ServeContext
+from ._runner import Runner
 from ._service import Service
 from ._status import ExitStatus, ServiceInfo, ServiceStatus
 from ._timer import DeadlineTimer

@@ -10,11 +10,7 @@ a plain checkpoint in that same scope, so a stop during the wait ends it at once
 from __future__ import annotations
 
 import logging
-import random
-from contextvars import ContextVar
-from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from typing import TYPE_CHECKING, final
 
 import outcome
 import trio
@@ -22,6 +18,7 @@ from trio_util import AsyncValue
 
 from ._backoff import RestartWindow, jittered, next_delay
 from ._config import ServiceConfig
+from ._context import ServeContext, set_current
 from ._errors import (
     DoNotRestart,
     children,
@@ -44,11 +41,7 @@ from ._events import (
 from ._service import Service, accepts_task_status
 from ._status import Metric, RestartPolicy, ServiceInfo, ServiceStatus
 
-if TYPE_CHECKING:
-    from ._timer import DeadlineTimer
-    from ._tree import Tree
-
-__all__ = ["CurrentService", "Runner", "ServeContext", "current_service"]
+__all__ = ["Runner"]
 
 
 def _now() -> float | None:
@@ -62,34 +55,6 @@ _DEBUG = logging.DEBUG
 _INFO = logging.INFO
 _WARNING = logging.WARNING
 _ERROR = logging.ERROR
-
-
-@dataclass(slots=True, eq=False)
-class ServeContext:
-    """What runners share with their manager for one ``serve``."""
-
-    nursery: trio.Nursery
-    timer: DeadlineTimer
-    wall_offset: float
-    rng: random.Random
-    tree: Tree
-    terminated: trio.Event = field(default_factory=trio.Event)
-    fatal: BaseException | None = None
-    stopping: bool = False
-    start_seq: int = 0
-    startup: trio.CancelScope | None = None
-
-    def wall(self, now: float) -> float:
-        """The wall-clock POSIX time of trio time *now*."""
-        return now + self.wall_offset
-
-    def terminate(self, error: BaseException | None) -> None:
-        """End this serve: keep the first error, wake serve, cut its startup short."""
-        if self.fatal is None:
-            self.fatal = error
-        self.terminated.set()
-        if self.startup is not None:  # do not wait for readiness or hooks any longer
-            self.startup.cancel(reason="trisup: terminated")
 
 
 def _datetime(posix: float | None) -> datetime | None:
@@ -122,50 +87,6 @@ def _clean_no_restart(error: BaseException) -> bool:
     if members is not None:
         return all(_clean_no_restart(e) for e in members)
     return isinstance(error, DoNotRestart) and error.__cause__ is None
-
-
-_current: ContextVar[Runner] = ContextVar("trisup_current_service")
-
-
-@final
-class CurrentService:
-    """The service the calling task belongs to; see `current_service`."""
-
-    __slots__ = ("_runner",)
-
-    def __init__(self, runner: Runner) -> None:
-        self._runner = runner
-
-    @property
-    def name(self) -> str:
-        """The service's name."""
-        return self._runner.name
-
-    @property
-    def manager(self) -> str:
-        """The name of the manager running it."""
-        return self._runner.hub.manager
-
-    @property
-    def stop_requested(self) -> trio.Event:
-        """Set when a stop of the current attempt is requested.
-
-        With a ``grace_period``, the service has that long to return on its
-        own before it is cancelled.
-        """
-        return self._runner.stop_event()
-
-
-def current_service() -> CurrentService:
-    """The service the calling task runs in (also from tasks it started).
-
-    Raises:
-        RuntimeError: not called from inside a supervised service.
-    """
-    try:
-        return CurrentService(_current.get())
-    except LookupError:
-        raise RuntimeError("current_service() called outside a trisup service") from None
 
 
 class _Readiness:
@@ -534,7 +455,7 @@ class Runner:
 
     async def _run(self, ctx: ServeContext) -> None:
         self.task = trio.lowlevel.current_task()
-        _current.set(self)
+        set_current(self)
         try:
             while True:
                 with trio.CancelScope(shield=True) as scope:

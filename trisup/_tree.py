@@ -27,7 +27,8 @@ from ._errors import RestartIntensityExceeded
 from ._events import ManagerGaveUp
 
 if TYPE_CHECKING:
-    from ._runner import Runner, ServeContext
+    from ._context import ServeContext
+    from ._runner import Runner
 
 __all__ = ["Intensity", "Strategy", "Tree", "start_order"]
 

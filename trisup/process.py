@@ -42,8 +42,8 @@ from typing import final
 
 import trio
 
+from ._context import current_service
 from ._errors import as_fatal
-from ._runner import current_service
 from ._status import ExitStatus
 
 __all__ = [

@@ -1,0 +1,94 @@
+"""What one ``serve`` shares with its runners, and the service a task belongs to."""
+
+from __future__ import annotations
+
+import random
+from contextvars import ContextVar
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, final
+
+import trio
+
+if TYPE_CHECKING:
+    from ._runner import Runner
+    from ._timer import DeadlineTimer
+    from ._tree import Tree
+
+__all__ = ["CurrentService", "ServeContext", "current_service", "set_current"]
+
+
+@dataclass(slots=True, eq=False)
+class ServeContext:
+    """What runners share with their manager for one ``serve``."""
+
+    nursery: trio.Nursery
+    timer: DeadlineTimer
+    wall_offset: float
+    rng: random.Random
+    tree: Tree
+    terminated: trio.Event = field(default_factory=trio.Event)
+    fatal: BaseException | None = None
+    stopping: bool = False
+    start_seq: int = 0
+    startup: trio.CancelScope | None = None
+
+    def wall(self, now: float) -> float:
+        """The wall-clock POSIX time of trio time *now*."""
+        return now + self.wall_offset
+
+    def terminate(self, error: BaseException | None) -> None:
+        """End this serve: keep the first error, wake serve, cut its startup short."""
+        if self.fatal is None:
+            self.fatal = error
+        self.terminated.set()
+        if self.startup is not None:  # do not wait for readiness or hooks any longer
+            self.startup.cancel(reason="trisup: terminated")
+
+
+_current: ContextVar[Runner] = ContextVar("trisup_current_service")
+
+
+@final
+class CurrentService:
+    """The service the calling task belongs to; see `current_service`."""
+
+    __slots__ = ("_runner",)
+
+    def __init__(self, runner: Runner) -> None:
+        self._runner = runner
+
+    @property
+    def name(self) -> str:
+        """The service's name."""
+        return self._runner.name
+
+    @property
+    def manager(self) -> str:
+        """The name of the manager running it."""
+        return self._runner.hub.manager
+
+    @property
+    def stop_requested(self) -> trio.Event:
+        """Set when a stop of the current attempt is requested.
+
+        With a ``grace_period``, the service has that long to return on its
+        own before it is cancelled.
+        """
+        return self._runner.stop_event()
+
+
+def current_service() -> CurrentService:
+    """The service the calling task runs in (also from tasks it started).
+
+    Raises:
+        RuntimeError: not called from inside a supervised service.
+    """
+    try:
+        return CurrentService(_current.get())
+    except LookupError:
+        raise RuntimeError("current_service() called outside a trisup service") from None
+
+
+def set_current(runner: Runner) -> None:
+    """Mark the calling task (and the tasks it starts) as running *runner*."""
+    _current.set(runner)
