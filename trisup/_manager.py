@@ -645,13 +645,21 @@ class Manager:
             reverse=True,
         )
         phase_deadline = trio.current_time() + self.stop_timeout
-        for runner in live:
-            if trio.current_time() >= phase_deadline:
-                break
-            runner.request_cancel()
-            deadline = min(phase_deadline, trio.current_time() + runner.config.stop_timeout)
-            with trio.move_on_at(deadline):
-                await runner.wait_done()
+        queue = iter(live)
+        finished = False
+        while not finished and trio.current_time() < phase_deadline:
+            # one scope for many stops, its deadline moved for each; a stop that times
+            # out uses it up, and the next stops go on in a fresh one
+            with trio.CancelScope() as scope:
+                for runner in queue:
+                    now = trio.current_time()
+                    if now >= phase_deadline:
+                        break
+                    runner.request_cancel()
+                    scope.deadline = min(phase_deadline, now + runner.config.stop_timeout)
+                    await runner.wait_done()
+                else:
+                    finished = True
         stragglers = [r for r in live if r.alive]
         for runner in stragglers:
             runner.request_cancel(at_once=True)

@@ -546,7 +546,9 @@ class Runner:
             self._healthy_reset()
         try:
             error = result.error if isinstance(result, outcome.Error) else None
-            self._exit_error = error
+            # kept for the restart decision only; a stop's Cancelled (and the frames
+            # of its traceback) must not outlive the attempt
+            self._exit_error = None if self.cancelled else error
             if error is None or self.cancelled:
                 if error is not None and _escapes(error):
                     raise error
