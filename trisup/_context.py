@@ -14,7 +14,15 @@ if TYPE_CHECKING:
     from ._timer import DeadlineTimer
     from ._tree import Tree
 
-__all__ = ["CurrentService", "ServeContext", "current_service", "set_current"]
+__all__ = ["CurrentService", "ServeContext", "current_service", "set_current", "trio_now"]
+
+
+def trio_now() -> float | None:
+    """``trio.current_time()``, or ``None`` outside ``trio.run`` (the sync API runs there too)."""
+    try:
+        return trio.current_time()
+    except RuntimeError:
+        return None
 
 
 @dataclass(slots=True, eq=False)

@@ -18,7 +18,7 @@ import trio
 
 from ._background import BackgroundServe, call_hook, run_with_signals, serve_in_background
 from ._config import Option, ServiceConfig, build_config, finite, repair
-from ._context import ServeContext
+from ._context import ServeContext, trio_now
 from ._errors import (
     ServiceAlreadyExists,
     ServiceNotFound,
@@ -177,7 +177,7 @@ class Manager:
         self._runners[name] = runner
         if self._hub.wanted(logging.INFO):
             self._hub.emit(
-                ServiceAdded(manager=self.name, time=self._now(), service=name), logging.INFO
+                ServiceAdded(manager=self.name, time=trio_now(), service=name), logging.INFO
             )
         ctx = self._ctx
         if ctx is not None:
@@ -223,11 +223,11 @@ class Manager:
 
     def get_service_info(self, name: str) -> ServiceInfo:
         """A snapshot of one service. Raises `ServiceNotFound`."""
-        return self._get(name).info(self._now())
+        return self._get(name).info(trio_now())
 
     def get_services_info(self) -> list[ServiceInfo]:
         """Snapshots of every service, in registration order."""
-        now = self._now()
+        now = trio_now()
         return [r.info(now) for r in self._runners.values()]
 
     def _get(self, name: str) -> Runner:
@@ -236,22 +236,16 @@ class Manager:
         except (KeyError, TypeError):
             raise ServiceNotFound(str(name)) from None
 
-    def _now(self) -> float | None:
-        try:
-            return trio.current_time()
-        except RuntimeError:
-            return None
-
     def _wall_now(self) -> float:
         ctx = self._ctx
-        now = self._now()
+        now = trio_now()
         if ctx is None or now is None:
             return time.time()
         return ctx.wall(now)
 
     def _manager_event(self, kind: type[ManagerStarted | ManagerStopping | ManagerStopped]) -> None:
         if self._hub.wanted(logging.INFO):
-            self._hub.emit(kind(manager=self.name, time=self._now()), logging.INFO)
+            self._hub.emit(kind(manager=self.name, time=trio_now()), logging.INFO)
 
     @asynccontextmanager
     async def subscribe(self, *, max_buffer: int = 1024) -> AsyncGenerator[Subscription]:
@@ -374,7 +368,7 @@ class Manager:
         if self._hub.wanted(logging.WARNING):
             self._hub.emit(
                 ServiceStopTimedOut(
-                    manager=self.name, time=self._now(), service=runner.name, timeout=timeout
+                    manager=self.name, time=trio_now(), service=runner.name, timeout=timeout
                 ),
                 logging.WARNING,
             )
@@ -429,7 +423,7 @@ class Manager:
         runner.status.value = None
         if self._hub.wanted(logging.INFO):
             self._hub.emit(
-                ServiceRemoved(manager=self.name, time=self._now(), service=runner.name),
+                ServiceRemoved(manager=self.name, time=trio_now(), service=runner.name),
                 logging.INFO,
             )
 
@@ -582,9 +576,7 @@ class Manager:
             runner.completed = False
             runner.reset_counters()
             if runner.accepts_task_status:
-                settled = runner.settled_event()
-                runner.spawn(ctx)
-                await settled.wait()
+                await runner.spawn_settled(ctx)
                 # a KeyboardInterrupt that ended it has cancelled us by now: not ready
                 await trio.lowlevel.checkpoint_if_cancelled()
             else:

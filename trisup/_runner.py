@@ -18,7 +18,7 @@ from trio_util import AsyncValue
 
 from ._backoff import RestartWindow, jittered, next_delay
 from ._config import ServiceConfig
-from ._context import ServeContext, set_current
+from ._context import ServeContext, set_current, trio_now
 from ._errors import (
     DoNotRestart,
     children,
@@ -42,13 +42,6 @@ from ._service import Service, accepts_task_status
 from ._status import Metric, RestartPolicy, ServiceInfo, ServiceStatus
 
 __all__ = ["Runner"]
-
-
-def _now() -> float | None:
-    try:
-        return trio.current_time()
-    except RuntimeError:
-        return None
 
 
 _DEBUG = logging.DEBUG
@@ -265,7 +258,7 @@ class Runner:
             if old is not None and hub.wanted_status():
                 hub.emit(
                     ServiceStatusChanged(
-                        manager=hub.manager, time=_now(), service=self.name, old=old, new=new
+                        manager=hub.manager, time=trio_now(), service=self.name, old=old, new=new
                     ),
                     _DEBUG,
                 )
@@ -411,6 +404,17 @@ class Runner:
             self._entered = trio.Event()
         return self._entered
 
+    async def spawn_settled(self, ctx: ServeContext) -> None:
+        """Start the runner task; wait until ready or its first attempt is classified."""
+        settled = self.settled_event()
+        self.spawn(ctx)
+        await settled.wait()
+
+    @property
+    def may_start_again(self) -> bool:
+        """Whether a strategy or a dependency restart may start this service now."""
+        return not (self.stopped or self.alive or self.deleted or self.failed)
+
     def settled_event(self) -> trio.Event:
         """An event set once the service is ready or its first attempt is classified."""
         if self._settled is None:
@@ -425,7 +429,7 @@ class Runner:
         self.update_status()
         if self.hub.wanted(_DEBUG):
             self.hub.emit(
-                ServiceReady(manager=self.hub.manager, time=_now(), service=self.name), _DEBUG
+                ServiceReady(manager=self.hub.manager, time=trio_now(), service=self.name), _DEBUG
             )
         self._set_settled()
 
@@ -479,7 +483,8 @@ class Runner:
         finally:
             if self.cancelled and self.hub.wanted(_INFO):
                 self.hub.emit(
-                    ServiceStopped(manager=self.hub.manager, time=_now(), service=self.name), _INFO
+                    ServiceStopped(manager=self.hub.manager, time=trio_now(), service=self.name),
+                    _INFO,
                 )
             self.task = None
             self.scope = None
@@ -615,7 +620,7 @@ class Runner:
             hub.emit(
                 ServiceExited(
                     manager=hub.manager,
-                    time=_now(),
+                    time=trio_now(),
                     service=self.name,
                     outcome=outcome_class,
                     error=error,
@@ -629,7 +634,9 @@ class Runner:
         hub = self.hub
         if hub.wanted(_ERROR):
             hub.emit(
-                ServiceFailed(manager=hub.manager, time=_now(), service=self.name, reason=reason),
+                ServiceFailed(
+                    manager=hub.manager, time=trio_now(), service=self.name, reason=reason
+                ),
                 _ERROR,
             )
 

@@ -202,11 +202,8 @@ class Tree:
             for runner in everyone:
                 if ctx.stopping:
                     return
-                if runner.stopped or runner.alive or runner.deleted or runner.failed:
-                    continue
-                settled = runner.settled_event()
-                runner.spawn(ctx)
-                await settled.wait()
+                if runner.may_start_again:
+                    await runner.spawn_settled(ctx)
 
     # ---------------------------------------------------------- dependencies
 
@@ -237,6 +234,5 @@ class Tree:
         for runner in reversed(ordered):
             if ctx.stopping:
                 return
-            if runner.stopped or runner.alive or runner.deleted or runner.failed:
-                continue
-            runner.spawn(ctx)
+            if runner.may_start_again:
+                runner.spawn(ctx)
