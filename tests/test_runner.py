@@ -474,3 +474,102 @@ async def test_uptimes(autojump_clock: trio.testing.MockClock) -> None:
         assert info.average_uptime == 3
         assert info.start_count == 2
         nursery.cancel_scope.cancel()
+
+
+async def test_healthy_reset_after_a_storm_keeps_one_timer_entry(
+    autojump_clock: trio.testing.MockClock,
+) -> None:
+    """40 quick failures, then a run: it turns RUNNING restart_window after its own start.
+
+    Each attempt moves the service's healthy deadline; the timer keeps one heap entry
+    for it throughout (internal state, read on purpose: it is what keeps a crash
+    storm from allocating per restart).
+    """
+    rec = Recorder(*[fail()] * 40, forever())
+    m = trisup.Manager()
+    m.add(
+        trisup.new_service("svc", rec),
+        restart_delay=0.5,
+        max_restart_delay=0.5,
+        restart_window=10,
+        max_restarts_in_window=0,
+    )
+    sizes: list[int] = []
+    async with trio.open_nursery() as nursery:
+        await nursery.start(m.serve)
+        ctx = m._ctx  # pyright: ignore[reportPrivateUsage]
+        assert ctx is not None
+        while len(rec.starts) < 41:
+            sizes.append(len(ctx.timer))
+            await trio.sleep(0.25)
+        assert rec.starts[-1] == 20.0
+        assert m.get_service_info("svc").status is S.CRASHING
+        assert await settle(m, "svc", S.RUNNING) is S.RUNNING
+        assert trio.current_time() == 30.0
+        assert m.get_service_info("svc").metric.consec_failures == 0
+        nursery.cancel_scope.cancel()
+    assert max(sizes) == 1
+
+
+async def test_timer_deadline_moving_earlier_supersedes_the_entry(
+    autojump_clock: trio.testing.MockClock,
+) -> None:
+    """The healthy-reset timer: the latest schedule of a target wins, earlier or later.
+
+    Runner deadlines only move forward (a fixed window after each start); an earlier
+    one supersedes the target's heap entry, which is then skipped when it comes due.
+    """
+    from trisup._timer import DeadlineTimer  # pyright: ignore[reportPrivateUsage]
+
+    fired: list[tuple[str, int, float]] = []
+
+    class Target:
+        def __init__(self, name: str) -> None:
+            self.name = name
+
+        def healthy(self, attempt: int) -> None:
+            fired.append((self.name, attempt, trio.current_time()))
+
+    timer = DeadlineTimer()
+    a, b = Target("a"), Target("b")
+    async with trio.open_nursery() as nursery:
+        nursery.start_soon(timer.run)
+        timer.schedule(100, a, 1)
+        timer.schedule(50, b, 1)
+        await trio.sleep(10)
+        timer.schedule(20, a, 2)  # earlier: the entry at 100 is superseded
+        timer.schedule(60, b, 2)  # later: the entry at 50 moves on to 60
+        assert len(timer) == 3
+        await trio.sleep(200)
+        assert fired == [("a", 2, 20.0), ("b", 2, 60.0)]
+        assert len(timer) == 0
+        nursery.cancel_scope.cancel()
+
+
+async def test_error_traceback_starts_in_the_service(
+    autojump_clock: trio.testing.MockClock,
+) -> None:
+    """ServiceInfo.error's traceback begins at the service's code, not trisup's frames."""
+
+    async def broken() -> None:
+        raise ValueError("boom")
+
+    class Broken:
+        name = "cls"
+
+        async def serve(self) -> None:
+            raise KeyError("k")
+
+    m = trisup.Manager()
+    m.add(trisup.new_service("fn", broken), restart_policy=RestartPolicy.NEVER)
+    m.add(Broken(), restart_policy=RestartPolicy.NEVER)
+    async with trio.open_nursery() as nursery:
+        await nursery.start(m.serve)
+        await settle(m, "fn", S.FAILED)
+        await settle(m, "cls", S.FAILED)
+        for name, code in (("fn", broken.__code__), ("cls", Broken.serve.__code__)):
+            error = m.get_service_info(name).error
+            assert error is not None and error.__traceback__ is not None
+            assert error.__traceback__.tb_frame.f_code is code
+            assert error.__traceback__.tb_next is None
+        nursery.cancel_scope.cancel()

@@ -5,8 +5,8 @@ or return; some give up (FAILED) and are started again by a chaos task, which al
 stops, restarts and resets services at random. At every checkpoint:
 
 - memory stays bounded: each service's restart-window history holds at most
-  ``max_restarts_in_window`` entries, the healthy-reset timer heap stays within its
-  compaction bound, a subscriber that never reads keeps at most ``max_buffer`` events,
+  ``max_restarts_in_window`` entries, the healthy-reset timer heap holds at most
+  one entry per service, a subscriber that never reads keeps at most ``max_buffer`` events,
   and the number of live Python objects stops growing once every service has run;
 - the counters agree with what the services did (entries, failures, clean returns,
   cancellations) and with the events a reading subscriber received.
@@ -146,7 +146,7 @@ async def test_soak(
             for t in sorted({*chaos_times, *weather.times(5)}):
                 await trio.sleep_until(t)
                 heap_peak = max(heap_peak, timer_heap(m))
-                assert timer_heap(m) <= 2 * SERVICES + 1  # compacted beyond that
+                assert timer_heap(m) <= SERVICES  # at most one entry per service
                 if any(t == start for start, _ in weather.storms):
                     await m.restart_services()  # an incident: everything restarted, and fails
                 if t % CHAOS_EVERY:
@@ -200,7 +200,7 @@ async def test_soak(
             exited[metric.name, o] for o in (*ERROR_OUTCOMES, *SUCCESS_OUTCOMES)
         )
     assert total_starts > 50_000  # it really flapped
-    assert heap_peak > SERVICES  # the storms pushed the timer heap to its compaction
+    assert heap_peak > SERVICES // 2  # the storms had most services in the timer at once
     record_property("unit", "run")
     record_property(
         "detail",

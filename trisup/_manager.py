@@ -507,7 +507,7 @@ class Manager:
         ctx: ServeContext | None = None
         try:
             async with trio.open_nursery() as nursery:
-                timer = DeadlineTimer(self._runners.__len__)
+                timer = DeadlineTimer()
                 intensity = (
                     None if self.intensity is None else Intensity(self.intensity, self.period)
                 )

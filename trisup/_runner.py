@@ -11,6 +11,8 @@ from __future__ import annotations
 
 import logging
 from datetime import UTC, datetime
+from types import CodeType
+from typing import ClassVar
 
 import outcome
 import trio
@@ -38,7 +40,7 @@ from ._events import (
     ServiceStatusChanged,
     ServiceStopped,
 )
-from ._service import Service, accepts_task_status
+from ._service import FunctionService, Service, accepts_task_status
 from ._status import Metric, RestartPolicy, ServiceInfo, ServiceStatus
 
 __all__ = ["Runner"]
@@ -48,6 +50,7 @@ _DEBUG = logging.DEBUG
 _INFO = logging.INFO
 _WARNING = logging.WARNING
 _ERROR = logging.ERROR
+_SHORT_DELAY = 0.001  # seconds; see _backoff
 
 
 def _datetime(posix: float | None) -> datetime | None:
@@ -439,10 +442,6 @@ class Runner:
             self._healthy_reset()
             self.update_status()
 
-    def attempt_alive(self, attempt: int) -> bool:
-        """Whether *attempt* is the run in progress."""
-        return self.running and attempt == self.attempt
-
     # ----------------------------------------------------------------- the task
 
     def _set_settled(self) -> None:
@@ -535,8 +534,19 @@ class Runner:
             else:
                 await self.service.serve()
         except BaseException as exc:
+            # The traceback starts at the service's own code: trisup's frames would only
+            # add noise to logs and keep this runner's state alive through the backoff.
+            tb = exc.__traceback__
+            while tb is not None and tb.tb_frame.f_code in self._OWN_FRAMES:
+                tb = tb.tb_next
+            exc.__traceback__ = tb
             return outcome.Error(exc)
         return outcome.Value(None)
+
+    # the frames between the runner and a service's own code
+    _OWN_FRAMES: ClassVar[frozenset[CodeType]] = frozenset(
+        (_attempt.__code__, FunctionService.serve.__code__)
+    )
 
     def _classify(self, ctx: ServeContext, result: outcome.Outcome[None]) -> bool:
         """Apply the outcome rules; return whether to take the restart path."""
@@ -682,10 +692,13 @@ class Runner:
             return False
         generation = self.generation
         deadline = now + delay
-        # A checkpoint first: a short delay is often over by then, and a timed wait
-        # (a cancel scope with a deadline, ended by a Cancelled) costs far more.
+        # A short delay gets a checkpoint first: it is often over by then, and a timed
+        # wait (a cancel scope with a deadline, ended by a Cancelled) costs far more.
+        # A longer one waits at once: a second pass through the scheduler per restart
+        # would double the batch that other tasks queue behind in a crash storm.
         self._wait_cut = False
-        await trio.lowlevel.checkpoint()
+        if delay < _SHORT_DELAY:
+            await trio.lowlevel.checkpoint()
         if not self._wait_cut and trio.current_time() < deadline:
             with trio.CancelScope(deadline=deadline) as self._wait_scope:
                 await trio.sleep_forever()

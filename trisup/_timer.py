@@ -3,8 +3,12 @@
 A run that reaches ``restart_window`` of uptime resets its service's backoff
 while it is still running, so the status turns from ``CRASHING`` to ``RUNNING``
 with no exit to trigger it. Rather than a task per service or per attempt, the
-runners push ``(deadline, attempt)`` entries into one heap; stale entries (the
-attempt ended) are dropped lazily and compacted when they outnumber live ones.
+runners share one heap, and each runner has at most one entry in it: a new
+attempt only moves the runner's planned deadline forward (no allocation), and
+when the entry comes due it either fires or is pushed again at the deadline
+that has moved on meanwhile. A service crashing every
+0.1 s thus costs the heap nothing per restart: nothing allocated that lives
+through the backoff wait, nothing for the collector to promote.
 """
 
 from __future__ import annotations
@@ -12,7 +16,6 @@ from __future__ import annotations
 import heapq
 import itertools
 import math
-from collections.abc import Callable
 from typing import Protocol
 
 import trio
@@ -23,43 +26,88 @@ __all__ = ["DeadlineTimer"]
 class _Target(Protocol):
     def healthy(self, attempt: int) -> None: ...
 
-    def attempt_alive(self, attempt: int) -> bool: ...
+
+class _Plan:
+    """What is scheduled for one target: its latest deadline and its one heap entry."""
+
+    __slots__ = ("attempt", "deadline", "entry", "entry_at")
+
+    def __init__(self) -> None:
+        self.deadline = math.inf  # when the latest scheduled attempt becomes healthy
+        self.attempt = 0
+        self.entry = -1  # the sequence number of the live heap entry
+        self.entry_at = math.inf  # its deadline
 
 
-_Entry = tuple[float, int, _Target, int]
+_Entry = tuple[float, int, _Target]
 
 
 class DeadlineTimer:
-    """Calls ``target.healthy(attempt)`` at each scheduled deadline."""
+    """Calls ``target.healthy(attempt)`` at each target's latest scheduled deadline."""
 
-    __slots__ = ("_heap", "_scope", "_seq", "_size_hint")
+    __slots__ = ("_heap", "_plans", "_scope", "_seq")
 
-    def __init__(self, size_hint: Callable[[], int]) -> None:
+    def __init__(self) -> None:
         self._heap: list[_Entry] = []
+        self._plans: dict[_Target, _Plan] = {}
         self._seq = itertools.count()
         self._scope: trio.CancelScope | None = None
-        self._size_hint = size_hint
 
     def schedule(self, deadline: float, target: _Target, attempt: int) -> None:
-        """Fire ``target.healthy(attempt)`` at *deadline* (trio time)."""
+        """Fire ``target.healthy(attempt)`` at *deadline* (trio time).
+
+        Replaces what was scheduled for *target* before: only the latest
+        attempt of a service can become healthy.
+        """
+        plan = self._plans.get(target)
+        if plan is None:
+            plan = self._plans[target] = _Plan()
+        plan.deadline = deadline
+        plan.attempt = attempt
+        if deadline < plan.entry_at:  # else the live entry comes due first and moves on
+            self._push(deadline, target, plan)
+
+    def _push(self, deadline: float, target: _Target, plan: _Plan) -> None:
         heap = self._heap
-        if len(heap) > 64 and len(heap) > 2 * self._size_hint():
-            self._heap = heap = [e for e in heap if e[2].attempt_alive(e[3])]
+        if len(heap) > 64 and len(heap) > 2 * len(self._plans):
+            # entries superseded by an earlier deadline (a shorter restart_window)
+            plans = self._plans
+            self._heap = heap = [
+                e for e in heap if (p := plans.get(e[2])) is not None and e[1] == p.entry
+            ]
             heapq.heapify(heap)
-        heapq.heappush(heap, (deadline, next(self._seq), target, attempt))
+        seq = next(self._seq)
+        plan.entry = seq
+        plan.entry_at = deadline
+        heapq.heappush(heap, (deadline, seq, target))
         scope = self._scope
         if scope is not None and deadline < scope.deadline:
             scope.deadline = deadline
 
+    def _due(self, now: float) -> None:
+        heap = self._heap
+        plans = self._plans
+        while heap and heap[0][0] <= now:
+            _, seq, target = heapq.heappop(heap)
+            plan = plans.get(target)
+            if plan is None or seq != plan.entry:
+                continue  # superseded
+            if plan.deadline <= now:
+                del plans[target]
+                target.healthy(plan.attempt)
+            else:
+                self._push(plan.deadline, target, plan)
+
     async def run(self) -> None:
         """Fire deadlines until cancelled."""
         while True:
+            self._due(trio.current_time())
             heap = self._heap
-            now = trio.current_time()
-            while heap and heap[0][0] <= now:
-                _, _, target, attempt = heapq.heappop(heap)
-                target.healthy(attempt)
             with trio.CancelScope(deadline=heap[0][0] if heap else math.inf) as scope:
                 self._scope = scope
                 await trio.sleep_forever()
             self._scope = None
+
+    def __len__(self) -> int:
+        """The number of heap entries (live and superseded)."""
+        return len(self._heap)
