@@ -118,7 +118,6 @@ class Runner:
         "_status_value",
         "_stop_event",
         "_wait_cut",
-        "_wait_scope",
         "accepts_task_status",
         "alive",
         "attempt",
@@ -208,7 +207,6 @@ class Runner:
         self.attempt = 0
         self.run_started = 0.0
         self.start_seq = 0
-        self._wait_scope: trio.CancelScope | None = None
         self._wait_cut = False
         self._done: trio.Event | None = None
         self._entered: trio.Event | None = None
@@ -377,8 +375,8 @@ class Runner:
         if not self.waiting or self.cancelled:
             return False
         self._wait_cut = True
-        if self._wait_scope is not None:  # else still in the checkpoint that begins it
-            self._wait_scope.cancel()
+        if self.ctx is not None and self.task is not None:
+            self.ctx.timer.wake(self.task)  # unless still in the checkpoint that begins it
         return True
 
     def owns_current_task(self) -> bool:
@@ -693,16 +691,14 @@ class Runner:
         generation = self.generation
         deadline = now + delay
         # A short delay gets a checkpoint first: it is often over by then, and a timed
-        # wait (a cancel scope with a deadline, ended by a Cancelled) costs far more.
-        # A longer one waits at once: a second pass through the scheduler per restart
-        # would double the batch that other tasks queue behind in a crash storm.
+        # wait costs more. A longer one parks on the manager's timer at once (a second
+        # pass through the scheduler per restart would double the batch that other
+        # tasks queue behind in a crash storm). A stop cancels the park.
         self._wait_cut = False
         if delay < _SHORT_DELAY:
             await trio.lowlevel.checkpoint()
         if not self._wait_cut and trio.current_time() < deadline:
-            with trio.CancelScope(deadline=deadline) as self._wait_scope:
-                await trio.sleep_forever()
-            self._wait_scope = None
+            await ctx.timer.sleep_until(deadline)
         self.waiting = False
         if self._wait_cut:
             return True  # start_service cut the wait short and reset the counters

@@ -1,4 +1,12 @@
-"""One task per manager that fires the healthy-reset deadlines of all services.
+"""One task per manager for the deadlines of all services: backoff waits and healthy resets.
+
+A runner waiting out its backoff parks its task here (``sleep_until``) rather
+than in a cancel scope with a deadline: when the wait ends, the timer task
+reschedules it, with no scope, no deadline registration in Trio's run loop and
+no ``Cancelled`` raised through its frames. That is a third of the cost of a
+restart in a crash storm, where a thousand services come due in one batch. A
+stop still reaches a parked runner at once: its cancel scope's cancellation
+aborts the park.
 
 A run that reaches ``restart_window`` of uptime resets its service's backoff
 while it is still running, so the status turns from ``CRASHING`` to ``RUNNING``
@@ -19,6 +27,7 @@ import math
 from typing import Protocol
 
 import trio
+from trio.lowlevel import Task
 
 __all__ = ["DeadlineTimer"]
 
@@ -39,19 +48,44 @@ class _Plan:
         self.entry_at = math.inf  # its deadline
 
 
-_Entry = tuple[float, int, _Target]
+_Entry = tuple[float, int, "_Target | Task"]
 
 
 class DeadlineTimer:
-    """Calls ``target.healthy(attempt)`` at each target's latest scheduled deadline."""
+    """Wakes parked tasks, and calls ``target.healthy(attempt)`` at each target's deadline."""
 
-    __slots__ = ("_heap", "_plans", "_scope", "_seq")
+    __slots__ = ("_heap", "_parked", "_plans", "_scope", "_seq")
 
     def __init__(self) -> None:
         self._heap: list[_Entry] = []
         self._plans: dict[_Target, _Plan] = {}
+        self._parked: dict[Task, int] = {}  # a parked task -> the sequence of its entry
         self._seq = itertools.count()
         self._scope: trio.CancelScope | None = None
+
+    async def sleep_until(self, deadline: float) -> None:
+        """Park the calling task until *deadline*, a `wake`, or a cancellation.
+
+        Only while the timer task runs (`run`): nothing else wakes the task.
+        """
+        task = trio.lowlevel.current_task()
+        seq = self._push(deadline, task)
+        self._parked[task] = seq
+        parked = self._parked
+
+        def abort(_: object) -> trio.lowlevel.Abort:
+            if parked.get(task) == seq:
+                del parked[task]
+            return trio.lowlevel.Abort.SUCCEEDED
+
+        await trio.lowlevel.wait_task_rescheduled(abort)
+
+    def wake(self, task: Task) -> bool:
+        """End the park of *task* now; whether it was parked."""
+        if self._parked.pop(task, None) is None:
+            return False
+        trio.lowlevel.reschedule(task)
+        return True
 
     def schedule(self, deadline: float, target: _Target, attempt: int) -> None:
         """Fire ``target.healthy(attempt)`` at *deadline* (trio time).
@@ -65,30 +99,44 @@ class DeadlineTimer:
         plan.deadline = deadline
         plan.attempt = attempt
         if deadline < plan.entry_at:  # else the live entry comes due first and moves on
-            self._push(deadline, target, plan)
+            self._plan(deadline, target, plan)
 
-    def _push(self, deadline: float, target: _Target, plan: _Plan) -> None:
+    def _plan(self, deadline: float, target: _Target, plan: _Plan) -> None:
+        plan.entry = self._push(deadline, target)
+        plan.entry_at = deadline
+
+    def _live(self, entry: _Entry) -> bool:
+        _, seq, obj = entry
+        if type(obj) is Task:
+            return self._parked.get(obj) == seq
+        plan = self._plans.get(obj)  # pyright: ignore[reportArgumentType]
+        return plan is not None and plan.entry == seq
+
+    def _push(self, deadline: float, obj: _Target | Task) -> int:
         heap = self._heap
-        if len(heap) > 64 and len(heap) > 2 * len(self._plans):
-            # entries superseded by an earlier deadline (a shorter restart_window)
-            plans = self._plans
-            self._heap = heap = [
-                e for e in heap if (p := plans.get(e[2])) is not None and e[1] == p.entry
-            ]
+        if len(heap) > 64 and len(heap) > 2 * (len(self._plans) + len(self._parked)):
+            # entries of aborted parks and of superseded plans
+            self._heap = heap = [e for e in heap if self._live(e)]
             heapq.heapify(heap)
         seq = next(self._seq)
-        plan.entry = seq
-        plan.entry_at = deadline
-        heapq.heappush(heap, (deadline, seq, target))
+        heapq.heappush(heap, (deadline, seq, obj))
         scope = self._scope
         if scope is not None and deadline < scope.deadline:
             scope.deadline = deadline
+        return seq
 
     def _due(self, now: float) -> None:
         heap = self._heap
         plans = self._plans
+        parked = self._parked
         while heap and heap[0][0] <= now:
-            _, seq, target = heapq.heappop(heap)
+            _, seq, obj = heapq.heappop(heap)
+            if type(obj) is Task:
+                if parked.get(obj) == seq:
+                    del parked[obj]
+                    trio.lowlevel.reschedule(obj)
+                continue
+            target: _Target = obj  # pyright: ignore[reportAssignmentType]
             plan = plans.get(target)
             if plan is None or seq != plan.entry:
                 continue  # superseded
@@ -96,7 +144,7 @@ class DeadlineTimer:
                 del plans[target]
                 target.healthy(plan.attempt)
             else:
-                self._push(plan.deadline, target, plan)
+                self._plan(plan.deadline, target, plan)
 
     async def run(self) -> None:
         """Fire deadlines until cancelled."""
