@@ -10,11 +10,9 @@ a plain checkpoint in that same scope, so a stop during the wait ends it at once
 from __future__ import annotations
 
 import logging
+from collections.abc import Awaitable
 from datetime import UTC, datetime
-from types import CodeType
-from typing import ClassVar
 
-import outcome
 import trio
 from trio_util import AsyncValue
 
@@ -466,7 +464,17 @@ class Runner:
                     if self.depends_on:
                         await self._wait_for_dependencies(ctx)
                     while not self.cancelled and not ctx.stopping:
-                        if not self._classify(ctx, await self._attempt(ctx)):
+                        # the attempt runs in this frame: no coroutine of its own per service
+                        attempt = self._begin(ctx)
+                        try:
+                            await self._open(attempt)
+                        except BaseException as exc:
+                            error: BaseException | None = _trimmed(exc)
+                        else:
+                            error = None
+                        restart = self._classify(ctx, error)
+                        del error  # a stop's Cancelled must not outlive its attempt
+                        if not restart:
                             break
                         if not await self._backoff(ctx):
                             break
@@ -496,7 +504,8 @@ class Runner:
                     event.set()
             self._done = self._entered = self._settled = None
 
-    async def _attempt(self, ctx: ServeContext) -> outcome.Outcome[None]:
+    def _begin(self, ctx: ServeContext) -> int:
+        """Count and announce a new attempt; return its number."""
         self._stop_event = None
         self.attempt += 1
         attempt = self.attempt
@@ -525,28 +534,19 @@ class Runner:
             self._entered = None
         if self.ready:
             self._set_settled()
-        # outcome.acapture, inlined: one coroutine frame less per attempt and per service
-        try:
-            if self.accepts_task_status:
-                await self.service.serve(task_status=_Readiness(self, attempt))
-            else:
-                await self.service.serve()
-        except BaseException as exc:
-            # The traceback starts at the service's own code: trisup's frames would only
-            # add noise to logs and keep this runner's state alive through the backoff.
-            tb = exc.__traceback__
-            while tb is not None and tb.tb_frame.f_code in self._OWN_FRAMES:
-                tb = tb.tb_next
-            exc.__traceback__ = tb
-            return outcome.Error(exc)
-        return outcome.Value(None)
+        return attempt
 
-    # the frames between the runner and a service's own code
-    _OWN_FRAMES: ClassVar[frozenset[CodeType]] = frozenset(
-        (_attempt.__code__, FunctionService.serve.__code__)
-    )
+    def _open(self, attempt: int) -> Awaitable[object]:
+        """What the attempt awaits: the service's ``serve()``, or a function service's call."""
+        service = self.service
+        task_status = _Readiness(self, attempt) if self.accepts_task_status else None
+        if type(service) is FunctionService:
+            return service.call(task_status)  # one coroutine frame less per service
+        if task_status is not None:
+            return service.serve(task_status=task_status)
+        return service.serve()
 
-    def _classify(self, ctx: ServeContext, result: outcome.Outcome[None]) -> bool:
+    def _classify(self, ctx: ServeContext, error: BaseException | None) -> bool:
         """Apply the outcome rules; return whether to take the restart path."""
         now = trio.current_time()
         uptime = now - self.run_started
@@ -558,7 +558,6 @@ class Runner:
         if uptime >= config.restart_window:
             self._healthy_reset()
         try:
-            error = result.error if isinstance(result, outcome.Error) else None
             # kept for the restart decision only; a stop's Cancelled (and the frames
             # of its traceback) must not outlive the attempt
             self._exit_error = None if self.cancelled else error
@@ -737,3 +736,27 @@ class Runner:
     @staticmethod
     def _wall(ctx: ServeContext, t: float | None) -> float | None:
         return None if t is None else t + ctx.wall_offset
+
+
+def _trimmed(exc: BaseException) -> BaseException:
+    """*exc*, its traceback starting at the service's own code.
+
+    trisup's frames would only add noise to logs, and keep the runner's state
+    alive for as long as the error is kept (through the backoff wait and after).
+    """
+    tb = exc.__traceback__
+    while tb is not None and tb.tb_frame.f_code in _OWN_FRAMES:
+        tb = tb.tb_next
+    exc.__traceback__ = tb
+    return exc
+
+
+# the frames between the runner and a service's own code
+_OWN_FRAMES = frozenset(
+    (
+        Runner._run.__code__,  # pyright: ignore[reportPrivateUsage]
+        Runner._open.__code__,  # pyright: ignore[reportPrivateUsage]
+        FunctionService.call.__code__,
+        FunctionService.serve.__code__,
+    )
+)

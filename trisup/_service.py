@@ -7,6 +7,7 @@ from collections.abc import Awaitable, Callable
 from typing import Protocol, final, runtime_checkable
 
 import trio
+from trio import TaskStatus
 
 from ._errors import safe_repr
 
@@ -72,6 +73,12 @@ class FunctionService:
             await self._fn(*self._args, task_status=task_status)
         else:
             await self._fn(*self._args)
+
+    def call(self, task_status: TaskStatus[None] | None) -> Awaitable[object]:
+        """The function's awaitable, passed *task_status* if given (what the runner awaits)."""
+        if task_status is None:
+            return self._fn(*self._args)
+        return self._fn(*self._args, task_status=task_status)
 
     def __repr__(self) -> str:
         return f"<FunctionService {self.name!r} {getattr(self._fn, '__qualname__', self._fn)!r}>"
