@@ -2,21 +2,18 @@
 
 A runner waiting out its backoff parks its task here (``sleep_until``) rather
 than in a cancel scope with a deadline: when the wait ends, the timer task
-reschedules it, with no scope, no deadline registration in Trio's run loop and
-no ``Cancelled`` raised through its frames. That is a third of the cost of a
-restart in a crash storm, where a thousand services come due in one batch. A
+reschedules it, with no scope, no deadline registered in Trio's run loop and no
+``Cancelled`` raised through its frames. A thousand services that fail together
+come due in one pass, and each restart costs a heap push and a reschedule. A
 stop still reaches a parked runner at once: its cancel scope's cancellation
 aborts the park.
 
 A run that reaches ``restart_window`` of uptime resets its service's backoff
 while it is still running, so the status turns from ``CRASHING`` to ``RUNNING``
-with no exit to trigger it. Rather than a task per service or per attempt, the
-runners share one heap, and each runner has at most one entry in it: a new
-attempt only moves the runner's planned deadline forward (no allocation), and
-when the entry comes due it either fires or is pushed again at the deadline
-that has moved on meanwhile. A service crashing every
-0.1 s thus costs the heap nothing per restart: nothing allocated that lives
-through the backoff wait, nothing for the collector to promote.
+with no exit to trigger it. Each service has at most one healthy-reset entry in
+the heap: a new attempt only moves the service's planned deadline (no
+allocation), and the entry, when it comes due, either fires or is pushed again
+at the deadline that has moved on meanwhile.
 """
 
 from __future__ import annotations
