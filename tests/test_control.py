@@ -6,6 +6,7 @@ from collections.abc import AsyncIterator
 
 import pytest
 import trio
+import trio.lowlevel
 import trio.testing
 
 import trisup
@@ -530,3 +531,53 @@ def test_current_service_outside() -> None:
     """current_service() outside a service is a RuntimeError."""
     with pytest.raises(RuntimeError, match="outside"):
         trisup.current_service()
+
+
+async def test_current_service_follows_the_task_tree(
+    autojump_clock: trio.testing.MockClock,
+) -> None:
+    """current_service() answers in a service's task and in tasks of its own nurseries.
+
+    A nested manager's service is its own; a task the service starts in a nursery it
+    does not own belongs to that nursery's owner, not to the service; outside any
+    service (in a task of the caller's nursery) it is a RuntimeError.
+    """
+    seen: list[str] = []
+    outside: trio.Nursery | None = None
+
+    def who() -> str:
+        try:
+            return trisup.current_service().name
+        except RuntimeError:
+            return "-"
+
+    async def child(label: str) -> None:
+        await trio.lowlevel.checkpoint()
+        seen.append(f"{label}:{who()}")
+
+    async def inner_service() -> None:
+        seen.append(f"inner:{who()}")
+        await trio.sleep_forever()
+
+    async def outer_service() -> None:
+        seen.append(f"outer:{who()}")
+        async with trio.open_nursery() as own:
+            own.start_soon(child, "own-child")
+            assert outside is not None
+            outside.start_soon(child, "outside-child")
+            inner = trisup.Manager("inner")
+            inner.add(trisup.new_service("in", inner_service))
+            own.start_soon(inner.serve)
+            await trio.sleep_forever()
+
+    m = trisup.Manager()
+    m.add(trisup.new_service("out", outer_service))
+    async with trio.open_nursery() as n:
+        outside = n
+        await n.start(m.serve)
+        await trio.sleep(1)
+        seen.append(f"caller:{who()}")
+        n.cancel_scope.cancel()
+    assert sorted(seen) == sorted(
+        ["outer:out", "own-child:out", "outside-child:-", "inner:in", "caller:-"]
+    )

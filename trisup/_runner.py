@@ -18,7 +18,7 @@ from trio_util import AsyncValue
 
 from ._backoff import RestartWindow, jittered, next_delay
 from ._config import ServiceConfig
-from ._context import ServeContext, set_current, trio_now
+from ._context import ServeContext, clear_current, set_current, trio_now
 from ._errors import (
     DoNotRestart,
     children,
@@ -491,6 +491,7 @@ class Runner:
                     ServiceStopped(manager=self.hub.manager, time=trio_now(), service=self.name),
                     _INFO,
                 )
+            clear_current()
             self.task = None
             self.scope = None
             self.alive = False
