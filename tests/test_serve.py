@@ -205,6 +205,39 @@ async def test_stop_phase_bounded_by_manager_timeout(
     assert "a" in warnings[0].__dict__["services"]
 
 
+async def test_each_stop_gets_its_own_stop_timeout(
+    autojump_clock: trio.testing.MockClock, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Stops in sequence: each is bounded from its own start, not from the first one's.
+
+    c is stopped first and takes 3 s of its 5; b then takes 4 s of its 5 (until 7,
+    beyond the 5 s after the first stop began) and is not cut short; a overruns its
+    2 s and is left to the stragglers.
+    """
+    caplog.set_level(logging.WARNING, logger="trisup")
+
+    class Stamped(list[str]):
+        def append(self, line: str) -> None:
+            super().append(f"{line} {trio.current_time():g}")
+
+    log = Stamped()
+    m = trisup.Manager(stop_timeout=20)
+    m.add(sleeper(log, "a", exit_delay=30), stop_timeout=2)
+    m.add(sleeper(log, "b", exit_delay=4), stop_timeout=5)
+    m.add(sleeper(log, "c", exit_delay=3), stop_timeout=5)
+    with trio.move_on_after(1):
+        await m.serve()
+    # c: 1 -> 4; b: 4 -> 8 (its own 5 s, past the 6 that c's stop began with);
+    # a: cancelled at 8, its stop times out at 10, its cleanup shields until 38
+    assert [line for line in log if line.startswith("stop")] == [
+        "stop c 4",
+        "stop b 8",
+        "stop a 38",
+    ]
+    warnings = [r for r in caplog.records if r.__dict__.get("event") == "stop_timed_out"]
+    assert [w.__dict__["services"] for w in warnings] == ["a"]
+
+
 async def test_fatal_from_nested_manager_ends_root(autojump_clock: trio.testing.MockClock) -> None:
     """A fatal error three levels down ends the root with its exit status."""
     log: list[str] = []

@@ -8,6 +8,7 @@ synchronously, then wait (with the service's ``stop_timeout``) for its task.
 from __future__ import annotations
 
 import logging
+import math
 import random
 import time
 from collections.abc import AsyncGenerator, Awaitable, Callable, Iterable
@@ -638,20 +639,32 @@ class Manager:
         )
         phase_deadline = trio.current_time() + self.stop_timeout
         queue = iter(live)
+        runner: Runner | None = None  # the stop in progress
+        until = math.inf  # when that stop times out
         finished = False
+        # One cancel scope serves many stops. Its deadline is set by the first stop in
+        # it and moved only to an earlier one: each stop's own deadline is later, so
+        # when the scope expires, the stop in progress either has timed out (it is
+        # left to the stragglers) or goes on waiting in a fresh scope until its own.
         while not finished and trio.current_time() < phase_deadline:
-            # one scope for many stops, its deadline moved for each; a stop that times
-            # out uses it up, and the next stops go on in a fresh one
-            with trio.CancelScope() as scope:
-                for runner in queue:
-                    now = trio.current_time()
-                    if now >= phase_deadline:
-                        break
-                    runner.request_cancel()
-                    scope.deadline = min(phase_deadline, now + runner.config.stop_timeout)
+            with trio.CancelScope(deadline=until if runner is not None else math.inf) as scope:
+                while True:
+                    if runner is None:
+                        runner = next(queue, None)
+                        if runner is None:
+                            finished = True
+                            break
+                        now = trio.current_time()
+                        if now >= phase_deadline:
+                            break
+                        runner.request_cancel()
+                        until = min(phase_deadline, now + runner.config.stop_timeout)
+                        if until < scope.deadline:
+                            scope.deadline = until
                     await runner.wait_done()
-                else:
-                    finished = True
+                    runner = None
+            if runner is not None and trio.current_time() >= until:
+                runner = None  # this stop timed out; the next ones go on
         stragglers = [r for r in live if r.alive]
         for runner in stragglers:
             runner.request_cancel(at_once=True)
