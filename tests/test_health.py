@@ -22,6 +22,7 @@ def make(
     start: datetime | None = None,
     stop: datetime | None = None,
     stopped: bool = False,
+    running: bool = False,
 ) -> ServiceInfo:
     metric = Metric(
         name=name,
@@ -51,20 +52,28 @@ def make(
         window_start=None,
         last_service_start=start,
         error=None,
+        running=running,
     )
 
 
 @pytest.mark.parametrize(
     ("info", "running", "expected_phase", "ready"),
     [
-        (make("a", S.RUNNING, uptime=2.0, start=T0), True, "running", True),
-        (make("a", S.RUNNING, start=T1, stop=T0), True, "running", True),
-        (make("a", S.RUNNING, start=T0), True, "running", True),
+        (make("a", S.RUNNING, uptime=2.0, start=T0, running=True), True, "running", True),
+        (make("a", S.RUNNING, start=T0, running=True), True, "running", True),
+        # the flag, not the timestamps, tells a run from a backoff wait
+        (make("a", S.RUNNING, start=T1, stop=T0), False, "backoff", False),
         (make("a", S.RUNNING, start=T0, stop=T1), False, "backoff", False),
-        (make("a", S.CRASHING, uptime=0.5, start=T1, stop=T0), True, "crashing", True),
+        (
+            make("a", S.CRASHING, uptime=0.5, start=T1, stop=T0, running=True),
+            True,
+            "crashing",
+            True,
+        ),
+        (make("a", S.CRASHING, start=T0, stop=T0, running=True), True, "crashing", True),
         (make("a", S.CRASHING, start=T0, stop=T1), False, "backoff", False),
         (make("a", S.CRASHING, start=T0, stop=T0), False, "backoff", False),
-        (make("a", S.STARTING, start=T0), True, "starting", False),
+        (make("a", S.STARTING, start=T0, running=True), True, "starting", False),
         (make("a", S.COMPLETED, start=T0, stop=T1), False, "completed", True),
         (make("a", S.FAILED, start=T0, stop=T1), False, "failed", False),
         (make("a", S.ERROR, start=T0, stop=T1), False, "error", False),
@@ -92,11 +101,11 @@ def test_phase_of() -> None:
 def test_not_ready_skips_stopped_and_excluded() -> None:
     """Stopped services never count; the others keep their order."""
     infos = [
-        make("web", S.STARTING, start=T0),
-        make("db", S.RUNNING, uptime=1.0, start=T0),
+        make("web", S.STARTING, start=T0, running=True),
+        make("db", S.RUNNING, uptime=1.0, start=T0, running=True),
         make("manual", S.STOPPED, stopped=True),
         make("job", S.IDLE),
-        make("me", S.STARTING, start=T0),
+        make("me", S.STARTING, start=T0, running=True),
     ]
     assert not_ready(infos, exclude=["me"]) == ["web", "job"]
     assert not_ready([]) == []
@@ -105,8 +114,8 @@ def test_not_ready_skips_stopped_and_excluded() -> None:
 def test_summary() -> None:
     """The summary counts phases in a fixed order and omits zeros."""
     infos = [
-        make("a", S.RUNNING, uptime=1.0, start=T0),
-        make("b", S.RUNNING, uptime=1.0, start=T0),
+        make("a", S.RUNNING, uptime=1.0, start=T0, running=True),
+        make("b", S.RUNNING, uptime=1.0, start=T0, running=True),
         make("c", S.CRASHING, start=T0, stop=T1),
         make("d", S.FAILED),
     ]

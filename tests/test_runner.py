@@ -573,3 +573,26 @@ async def test_error_traceback_starts_in_the_service(
             assert error.__traceback__.tb_frame.f_code is code
             assert error.__traceback__.tb_next is None
         nursery.cancel_scope.cancel()
+
+
+async def test_info_running_tells_a_run_from_a_backoff_wait(
+    autojump_clock: trio.testing.MockClock,
+) -> None:
+    """ServiceInfo.running: true inside serve, false while waiting out the backoff."""
+    rec = Recorder(fail(), fail(after=1), forever())
+    m = trisup.Manager()
+    m.add(trisup.new_service("svc", rec))
+    seen: list[tuple[float, S, bool]] = []
+    async with trio.open_nursery() as nursery:
+        await nursery.start(m.serve)
+        await trio.sleep(0.25)  # sample between the changes, never at the same instant
+        for _ in range(10):
+            info = m.get_service_info("svc")
+            seen.append((trio.current_time(), info.status, info.running))
+            await trio.sleep(0.5)
+        nursery.cancel_scope.cancel()
+    # fails at 0, waits 1 s; runs 1..2 and fails; waits 2 s; runs from 4 on
+    runs = [False, False, True, True, False, False, False, False, True, True]
+    assert seen == [(0.25 + 0.5 * i, S.CRASHING, run) for i, run in enumerate(runs)]
+    stopped = m.get_service_info("svc")
+    assert not stopped.running

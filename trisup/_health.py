@@ -36,16 +36,7 @@ PHASES: tuple[str, ...] = (
 
 def is_running(info: ServiceInfo) -> bool:
     """Whether an attempt of the service runs now (it is not waiting to restart)."""
-    status = info.status
-    if status is S.STARTING:
-        return True
-    if status is not S.RUNNING and status is not S.CRASHING:
-        return False
-    metric = info.metric
-    if metric.current_uptime > 0:
-        return True
-    start, stop = metric.last_start_time, metric.last_stop_time
-    return start is not None and (stop is None or start > stop)
+    return info.running
 
 
 def phase_of(status: ServiceStatus, waiting: bool) -> str:

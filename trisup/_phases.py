@@ -1,10 +1,11 @@
 """Each service's phase, folded from a manager's events.
 
-`ServiceInfo` tells a service's status, not whether a ``running`` or ``crashing``
-service is between attempts; its events do. `PhaseFold` follows them;
-`Phases` owns a subscription and folds what it has buffered whenever asked, so
-its answer is exact at that moment: the manager emits every event synchronously
-with the change it describes.
+A snapshot (`ServiceInfo.status` and ``.running``) gives a service's phase at
+one moment; a stream of phase changes follows the events instead, so nothing
+polls. `PhaseFold` follows them from a snapshot; `Phases` owns a subscription
+and folds what it has buffered whenever asked, so its answer is exact at that
+moment: the manager emits every event synchronously with the change it
+describes.
 """
 
 from __future__ import annotations

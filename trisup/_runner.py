@@ -307,6 +307,7 @@ class Runner:
             last_service_start=_datetime(self.last_start_time),
             error=self.error,
             details=_details(self.service),
+            running=self.running,
         )
 
     # ------------------------------------------------------- control (manager)

@@ -153,6 +153,10 @@ class ServiceInfo:
     last exception object (not part of the JSON). ``details`` is what the
     service's own ``details()`` method returned, if it has one (a
     `ProcessService` gives its pid, last exit and output); not part of the JSON.
+    ``running`` is whether an attempt runs now: true while the service is
+    ``STARTING``, and while a ``RUNNING`` or ``CRASHING`` service is inside
+    ``serve``; false while it waits out a backoff and whenever it is not running.
+    Not part of the JSON either.
     """
 
     metric: Metric
@@ -167,6 +171,7 @@ class ServiceInfo:
     details: Mapping[str, object] = field(
         default_factory=lambda: MappingProxyType({}), compare=False
     )
+    running: bool = False
 
     @property
     def name(self) -> str:
