@@ -19,14 +19,7 @@ from trio_util import AsyncValue
 from ._backoff import RestartWindow, jittered, next_delay
 from ._config import ServiceConfig
 from ._context import ServeContext, clear_current, set_current, trio_now
-from ._errors import (
-    DoNotRestart,
-    children,
-    error_message,
-    find_terminate,
-    is_fatal_err,
-    is_no_restart,
-)
+from ._errors import error_message, find_terminate
 from ._events import (
     EventHub,
     ServiceBackingOff,
@@ -38,6 +31,7 @@ from ._events import (
     ServiceStatusChanged,
     ServiceStopped,
 )
+from ._outcome import Outcome, classify
 from ._service import FunctionService, Service, accepts_task_status
 from ._status import Metric, RestartPolicy, ServiceInfo, ServiceStatus
 
@@ -65,22 +59,6 @@ def _details(service: Service) -> dict[str, object]:
     except Exception:  # a broken details() must not break get_service_info
         return {}
     return dict(value) if isinstance(value, dict) else {}  # pyright: ignore[reportUnknownArgumentType]
-
-
-def _escapes(error: BaseException) -> bool:
-    """Whether *error* holds a ``BaseException`` that must not be caught."""
-    members = children(error)
-    if members is not None:
-        return any(_escapes(e) for e in members)
-    return not isinstance(error, (Exception, trio.Cancelled))
-
-
-def _clean_no_restart(error: BaseException) -> bool:
-    """Whether every leaf is a `DoNotRestart` without a cause."""
-    members = children(error)
-    if members is not None:
-        return all(_clean_no_restart(e) for e in members)
-    return isinstance(error, DoNotRestart) and error.__cause__ is None
 
 
 class _Readiness:
@@ -559,53 +537,61 @@ class Runner:
         config = self.config
         if uptime >= config.restart_window:
             self._healthy_reset()
+        stopped = self.cancelled
+        # kept for the restart decision only; a stop's Cancelled (and the frames of
+        # its traceback) must not outlive the attempt
+        self._exit_error = None if stopped else error
+        kind = classify(error, stopped=stopped)
         try:
-            # kept for the restart decision only; a stop's Cancelled (and the frames
-            # of its traceback) must not outlive the attempt
-            self._exit_error = None if self.cancelled else error
-            if error is None or self.cancelled:
-                if error is not None and _escapes(error):
+            match kind:
+                case Outcome.STOPPED:  # rule 2
+                    self.success_count += 1
+                    self._exited(kind, error, uptime, _DEBUG)
+                    return False
+                case Outcome.CLEAN:  # rule 6
+                    self.success_count += 1
+                    self.consec_failures = 0
+                    self._exited(kind, None, uptime, _INFO)
+                    if config.restart_policy is RestartPolicy.ALWAYS:
+                        self.waiting = True
+                        return True
+                    self.completed = True
+                    return False
+                case _:
+                    pass
+            # the other outcomes come from an exception
+            assert error is not None
+            match kind:
+                case Outcome.ESCAPE:  # rule 1: KeyboardInterrupt, SystemExit, ... tear down
                     raise error
-                self.success_count += 1
-                if self.cancelled:
-                    self._exited("stopped", error, uptime, _DEBUG)
-                    return False  # rule 2: a stop
-                self.consec_failures = 0  # rule 6: a clean return
-                self._exited("clean", None, uptime, _INFO)
-                if config.restart_policy is RestartPolicy.ALWAYS:
-                    self.waiting = True
-                    return True
-                self.completed = True
-                return False
-            if _escapes(error):
-                raise error  # rule 1: KeyboardInterrupt, SystemExit, ... tear down
-            if is_fatal_err(error):  # rule 3
-                self._record_error(ctx, error, now)
-                self.failed = True
-                self._exited("fatal", error, uptime, _ERROR)
-                self._failed("fatal error")
-                ctx.terminate(find_terminate(error))
-                return False
-            if is_no_restart(error):  # rule 4
-                if _clean_no_restart(error):
+                case Outcome.NO_RESTART:  # rule 4, every leaf a bare DoNotRestart
                     self.success_count += 1
                     self.completed = True
-                    self._exited("no_restart", error, uptime, _INFO)
+                    self._exited(kind, error, uptime, _INFO)
                     return False
-                self._record_error(ctx, error, now)
-                self.failed = True
-                self._exited("no_restart_failure", error, uptime, _WARNING)
-                self._failed("do not restart")
-                return False
-            self._record_error(ctx, error, now)  # rule 5
-            self.consec_failures += 1
-            self._exited("failure", error, uptime, _WARNING)
-            if config.restart_policy is RestartPolicy.NEVER:
-                self.failed = True
-                self._failed("restart policy is never")
-                return False
-            self.waiting = True  # on to the restart path: CRASHING, never a transient ERROR
-            return True
+                case Outcome.FATAL:  # rule 3
+                    self._record_error(ctx, error, now)
+                    self.failed = True
+                    self._exited(kind, error, uptime, _ERROR)
+                    self._failed("fatal error")
+                    ctx.terminate(find_terminate(error))
+                    return False
+                case Outcome.NO_RESTART_FAILURE:  # rule 4, with a cause or beside others
+                    self._record_error(ctx, error, now)
+                    self.failed = True
+                    self._exited(kind, error, uptime, _WARNING)
+                    self._failed("do not restart")
+                    return False
+                case _:  # rule 5: a failure
+                    self._record_error(ctx, error, now)
+                    self.consec_failures += 1
+                    self._exited(kind, error, uptime, _WARNING)
+                    if config.restart_policy is RestartPolicy.NEVER:
+                        self.failed = True
+                        self._failed("restart policy is never")
+                        return False
+                    self.waiting = True  # the restart path: CRASHING, never a passing ERROR
+                    return True
         finally:
             self.update_status()
             self._set_settled()
@@ -617,7 +603,7 @@ class Runner:
         self.last_error_time = now + ctx.wall_offset
 
     def _exited(
-        self, outcome_class: str, error: BaseException | None, uptime: float, level: int
+        self, kind: Outcome, error: BaseException | None, uptime: float, level: int
     ) -> None:
         if error is not None and level > _DEBUG:
             text = self.last_error
@@ -631,7 +617,7 @@ class Runner:
                     manager=hub.manager,
                     time=trio_now(),
                     service=self.name,
-                    outcome=outcome_class,
+                    outcome=kind.value,
                     error=error,
                     uptime=uptime,
                 ),
@@ -696,8 +682,8 @@ class Runner:
         # pass through the scheduler per restart would double the batch that other
         # tasks queue behind in a crash storm). A stop cancels the park.
         self._wait_cut = False
-        if delay < _SHORT_DELAY:
-            await trio.lowlevel.checkpoint()
+        if delay < _SHORT_DELAY or trio.current_time() >= deadline:
+            await trio.lowlevel.checkpoint()  # every turn yields, even with no wait left
         if not self._wait_cut and trio.current_time() < deadline:
             await ctx.timer.sleep_until(deadline)
         self.waiting = False
