@@ -31,7 +31,6 @@ from __future__ import annotations
 
 import contextlib
 import logging
-import math
 import os
 import re
 import signal
@@ -44,6 +43,15 @@ import trio
 
 from ._context import current_service
 from ._errors import as_fatal
+from ._procargs import (
+    RELAUNCH_CODES,
+    argv_of,
+    env_of,
+    fatal_codes_of,
+    pattern_of,
+    seconds,
+    signal_of,
+)
 from ._status import ExitStatus
 
 __all__ = [
@@ -56,8 +64,6 @@ __all__ = [
     "signal_name",
 ]
 
-RELAUNCH_CODES = frozenset({int(ExitStatus.RESTART), int(ExitStatus.UPGRADE)})
-"""Exit codes that ask for a relaunch at once, not counted as a failure."""
 
 _MAX_LINE = 64 * 1024  # a longer line is cut into pieces of this size
 _DRAIN_TIMEOUT = 1.0  # how long output is still read after the group is gone
@@ -112,79 +118,6 @@ class ProcessExited(Exception):
         if stderr:
             message += f"; stderr: {stderr[:_STDERR_IN_MESSAGE]}"
         super().__init__(message)
-
-
-def _seconds(param: str, value: object) -> float:
-    if isinstance(value, bool) or not isinstance(value, (int, float)):
-        raise TypeError(f"{param} must be a number of seconds, not {type(value).__name__}")
-    if not math.isfinite(value) or value <= 0:
-        raise ValueError(f"{param} must be positive and finite, not {value!r}")
-    return float(value)
-
-
-def _argv(argv: object) -> tuple[str, ...]:
-    if isinstance(argv, (str, bytes)) or not isinstance(argv, Sequence):
-        raise TypeError(
-            f"argv must be a sequence of strings, not {type(argv).__name__}"
-            " (split a command line with shlex.split)"
-        )
-    items: Sequence[object] = argv  # pyright: ignore[reportUnknownVariableType]
-    if not items:
-        raise ValueError("argv must not be empty")
-    for item in items:
-        if not isinstance(item, str):
-            raise TypeError(f"argv must hold strings only, not {type(item).__name__}")
-    return tuple(str(item) for item in items)
-
-
-def _env(env: object) -> dict[str, str] | None:
-    if env is None:
-        return None
-    if not isinstance(env, Mapping):
-        raise TypeError(f"env must be a mapping of strings, not {type(env).__name__}")
-    pairs: Mapping[object, object] = env  # pyright: ignore[reportUnknownVariableType]
-    result: dict[str, str] = {}
-    for key, value in pairs.items():
-        if not isinstance(key, str) or not isinstance(value, str):
-            raise TypeError(f"env must map strings to strings, not {key!r}: {value!r}")
-        result[key] = value
-    return result
-
-
-def _pattern(pattern: object) -> re.Pattern[str] | None:
-    if pattern is None or isinstance(pattern, re.Pattern):
-        return pattern  # pyright: ignore[reportUnknownVariableType]
-    if not isinstance(pattern, str):
-        raise TypeError(f"ready_pattern must be a str or re.Pattern, not {type(pattern).__name__}")
-    try:
-        return re.compile(pattern)
-    except re.error as exc:
-        raise ValueError(f"ready_pattern is not a valid regular expression: {exc}") from None
-
-
-def _signal(value: object) -> signal.Signals:
-    if isinstance(value, bool) or not isinstance(value, int):
-        raise TypeError(f"stop_signal must be a signal number, not {type(value).__name__}")
-    try:
-        return signal.Signals(value)
-    except ValueError:
-        raise ValueError(f"stop_signal must be a signal number, not {value!r}") from None
-
-
-def _fatal_codes(codes: object) -> frozenset[int]:
-    if isinstance(codes, (str, bytes)) or not isinstance(codes, Iterable):
-        raise TypeError(f"fatal_exit_codes must be a collection of ints, not {codes!r}")
-    items: Iterable[object] = codes  # pyright: ignore[reportUnknownVariableType]
-    result: set[int] = set()
-    for code in items:
-        if isinstance(code, bool) or not isinstance(code, int):
-            raise TypeError(f"fatal_exit_codes must hold ints, not {code!r}")
-        if not 1 <= code <= 255 or code in RELAUNCH_CODES:
-            raise ValueError(
-                f"fatal_exit_codes must be exit codes from 1 to 255 other than 3 and 4, not {code}"
-            )
-        result.add(code)
-    return frozenset(result)
 
 
 def _signal_group(pgid: int, signum: int) -> None:
@@ -278,18 +211,18 @@ class ProcessService:
         if not isinstance(name, str) or not name:
             raise TypeError(f"service name must be a non-empty str, not {name!r}")
         self.name = name
-        self.argv = _argv(argv)
+        self.argv = argv_of(argv)
         if cwd is not None and not isinstance(cwd, (str, os.PathLike)):
             raise TypeError(f"cwd must be a path, not {type(cwd).__name__}")
         self.cwd = cwd
-        self.env = _env(env)
-        self.ready_pattern = _pattern(ready_pattern)
-        self.ready_after = None if ready_after is None else _seconds("ready_after", ready_after)
+        self.env = env_of(env)
+        self.ready_pattern = pattern_of(ready_pattern)
+        self.ready_after = None if ready_after is None else seconds("ready_after", ready_after)
         if self.ready_pattern is not None and self.ready_after is not None:
             raise ValueError("ready_pattern and ready_after cannot be combined; choose one")
-        self.stop_signal = _signal(stop_signal)
-        self.kill_after = _seconds("kill_after", kill_after)
-        self.fatal_exit_codes = _fatal_codes(fatal_exit_codes)
+        self.stop_signal = signal_of(stop_signal)
+        self.kill_after = seconds("kill_after", kill_after)
+        self.fatal_exit_codes = fatal_codes_of(fatal_exit_codes)
         if isinstance(output_lines, bool) or not isinstance(output_lines, int):
             raise TypeError(f"output_lines must be an int, not {type(output_lines).__name__}")
         if output_lines < 0:
