@@ -596,3 +596,49 @@ async def test_info_running_tells_a_run_from_a_backoff_wait(
     assert seen == [(0.25 + 0.5 * i, S.CRASHING, run) for i, run in enumerate(runs)]
     stopped = m.get_service_info("svc")
     assert not stopped.running
+
+
+async def test_timer_parks_wakes_and_compacts(autojump_clock: trio.testing.MockClock) -> None:
+    """Parked tasks wake at their deadline or on `wake`; aborted parks are compacted away."""
+    from trisup._timer import DeadlineTimer  # pyright: ignore[reportPrivateUsage]
+
+    timer = DeadlineTimer()
+    woke: list[tuple[int, float]] = []
+
+    async def sleeper(
+        i: int, deadline: float, *, task_status: trio.TaskStatus[trio.lowlevel.Task]
+    ) -> None:
+        task_status.started(trio.lowlevel.current_task())
+        await timer.sleep_until(deadline)
+        woke.append((i, trio.current_time()))
+
+    async with trio.open_nursery() as nursery:
+        nursery.start_soon(timer.run)
+        async with trio.open_nursery() as doomed:
+            for i in range(100):
+                await doomed.start(sleeper, i, 1000.0)
+            await trio.testing.wait_all_tasks_blocked()
+            doomed.cancel_scope.cancel()  # 100 aborted parks
+        assert len(timer) == 100  # their entries linger until the next push
+        at_five = await nursery.start(sleeper, 100, 5.0)
+        woken = await nursery.start(sleeper, 101, 8.0)
+        assert len(timer) == 2  # compacted: only the live entries are left
+        await trio.sleep(1)
+        assert timer.wake(woken)
+        assert not timer.wake(woken)  # no longer parked
+        assert not timer.wake(trio.lowlevel.current_task())  # never parked
+        await trio.sleep(10)
+        assert woke == [(101, 1.0), (100, 5.0)]
+        assert not timer.wake(at_five)
+        nursery.cancel_scope.cancel()
+
+
+async def test_sub_millisecond_backoff(autojump_clock: trio.testing.MockClock) -> None:
+    """A delay under 1 ms passes a checkpoint, then waits out the rest: exact times."""
+    tiny = 2.0**-20
+    rec = Recorder(fail())
+    info, _ = await run_one(
+        rec, (S.FAILED,), restart_delay=tiny, max_restart_delay=1.0, max_restarts=4
+    )
+    assert rec.starts == [0, tiny, 3 * tiny, 7 * tiny, 15 * tiny]
+    assert info.restart_count == 4
