@@ -8,7 +8,6 @@ synchronously, then wait (with the service's ``stop_timeout``) for its task.
 from __future__ import annotations
 
 import logging
-import math
 import random
 import time
 from collections.abc import AsyncGenerator, Awaitable, Callable, Iterable
@@ -39,6 +38,7 @@ from ._events import (
 )
 from ._runner import Runner
 from ._service import Service
+from ._shutdown import bounded_hook, stop_in_order
 from ._status import ExitStatus, ServiceInfo, ServiceStatus
 from ._timer import DeadlineTimer
 from ._tree import Intensity, Strategy, Tree, start_order
@@ -598,84 +598,16 @@ class Manager:
             if self._aborted:
                 scope.cancel()
             for hook in reversed(self._before_stop):
-                await self._bounded(hook, "before_stop")
-            await self._stop_all()
+                await bounded_hook(self.name, hook, "before_stop", self.stop_timeout)
+            await stop_in_order(self.name, self._runners.values(), self.stop_timeout)
             for hook in reversed(self._on_close):
-                await self._bounded(hook, "on_close")
+                await bounded_hook(self.name, hook, "on_close", self.stop_timeout)
             for hook in reversed(self._after_stop):
-                await self._bounded(hook, "after_stop")
+                await bounded_hook(self.name, hook, "after_stop", self.stop_timeout)
         self._shutdown_scope = None
         if scope.cancelled_caught:
             for runner in self._runners.values():
                 runner.request_cancel(at_once=True)
-
-    async def _bounded(self, hook: Callable[[], object], phase: str) -> None:
-        with trio.move_on_after(self.stop_timeout) as scope:
-            try:
-                await call_hook(hook)
-            except Exception:
-                logger.exception(
-                    "%s hook %r of manager %s failed",
-                    phase,
-                    hook,
-                    self.name,
-                    extra={"manager": self.name, "event": "hook_failed", "phase": phase},
-                )
-        if scope.cancelled_caught:
-            logger.warning(
-                "%s hook %r of manager %s timed out after %gs",
-                phase,
-                hook,
-                self.name,
-                self.stop_timeout,
-                extra={"manager": self.name, "event": "hook_timed_out", "phase": phase},
-            )
-
-    async def _stop_all(self) -> None:
-        live = sorted(  # dependents first, then reverse start order
-            (r for r in self._runners.values() if r.alive),
-            key=lambda r: (r.depth, r.start_seq),
-            reverse=True,
-        )
-        phase_deadline = trio.current_time() + self.stop_timeout
-        queue = iter(live)
-        runner: Runner | None = None  # the stop in progress
-        until = math.inf  # when that stop times out
-        finished = False
-        # One cancel scope serves many stops. Its deadline is set by the first stop in
-        # it and moved only to an earlier one: each stop's own deadline is later, so
-        # when the scope expires, the stop in progress either has timed out (it is
-        # left to the stragglers) or goes on waiting in a fresh scope until its own.
-        while not finished and trio.current_time() < phase_deadline:
-            with trio.CancelScope(deadline=until if runner is not None else math.inf) as scope:
-                while True:
-                    if runner is None:
-                        runner = next(queue, None)
-                        if runner is None:
-                            finished = True
-                            break
-                        now = trio.current_time()
-                        if now >= phase_deadline:
-                            break
-                        runner.request_cancel()
-                        until = min(phase_deadline, now + runner.config.stop_timeout)
-                        if until < scope.deadline:
-                            scope.deadline = until
-                    await runner.wait_done()
-                    runner = None
-            if runner is not None and trio.current_time() >= until:
-                runner = None  # this stop timed out; the next ones go on
-        stragglers = [r for r in live if r.alive]
-        for runner in stragglers:
-            runner.request_cancel(at_once=True)
-        if stragglers:
-            names = ", ".join(r.name for r in stragglers)
-            logger.warning(
-                "manager %s: services still running after the stop phase: %s",
-                self.name,
-                names,
-                extra={"manager": self.name, "event": "stop_timed_out", "services": names},
-            )
 
     def _abort(self) -> None:
         """Cut the shutdown sequence short (a second signal)."""

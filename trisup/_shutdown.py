@@ -1,0 +1,98 @@
+"""The stop phase of the shutdown sequence (SPEC §7): services in order, hooks bounded."""
+
+from __future__ import annotations
+
+import logging
+import math
+from collections.abc import Callable, Iterable
+from typing import TYPE_CHECKING
+
+import trio
+
+from ._background import call_hook
+
+if TYPE_CHECKING:
+    from ._runner import Runner
+
+__all__ = ["bounded_hook", "stop_in_order"]
+
+logger = logging.getLogger("trisup")
+
+
+async def bounded_hook(
+    manager: str, hook: Callable[[], object], phase: str, stop_timeout: float
+) -> None:
+    """Call a stop-phase *hook*; log (not raise) its error, or its running past *stop_timeout*."""
+    with trio.move_on_after(stop_timeout) as scope:
+        try:
+            await call_hook(hook)
+        except Exception:
+            logger.exception(
+                "%s hook %r of manager %s failed",
+                phase,
+                hook,
+                manager,
+                extra={"manager": manager, "event": "hook_failed", "phase": phase},
+            )
+    if scope.cancelled_caught:
+        logger.warning(
+            "%s hook %r of manager %s timed out after %gs",
+            phase,
+            hook,
+            manager,
+            stop_timeout,
+            extra={"manager": manager, "event": "hook_timed_out", "phase": phase},
+        )
+
+
+async def stop_in_order(manager: str, runners: Iterable[Runner], stop_timeout: float) -> None:
+    """Stop the live *runners* one by one: dependents first, then in reverse start order.
+
+    Each stop waits for its runner's task, at most the service's own ``stop_timeout``
+    from its start, and the whole phase at most the manager's *stop_timeout*; what is
+    still running then is cancelled at once (without waiting) and named in a warning.
+    """
+    live = sorted(  # dependents first, then reverse start order
+        (r for r in runners if r.alive),
+        key=lambda r: (r.depth, r.start_seq),
+        reverse=True,
+    )
+    phase_deadline = trio.current_time() + stop_timeout
+    queue = iter(live)
+    runner: Runner | None = None  # the stop in progress
+    until = math.inf  # when that stop times out
+    finished = False
+    # One cancel scope serves many stops. Its deadline is set by the first stop in
+    # it and moved only to an earlier one: each stop's own deadline is later, so
+    # when the scope expires, the stop in progress either has timed out (it is
+    # left to the stragglers) or goes on waiting in a fresh scope until its own.
+    while not finished and trio.current_time() < phase_deadline:
+        with trio.CancelScope(deadline=until if runner is not None else math.inf) as scope:
+            while True:
+                if runner is None:
+                    runner = next(queue, None)
+                    if runner is None:
+                        finished = True
+                        break
+                    now = trio.current_time()
+                    if now >= phase_deadline:
+                        break
+                    runner.request_cancel()
+                    until = min(phase_deadline, now + runner.config.stop_timeout)
+                    if until < scope.deadline:
+                        scope.deadline = until
+                await runner.wait_done()
+                runner = None
+        if runner is not None and trio.current_time() >= until:
+            runner = None  # this stop timed out; the next ones go on
+    stragglers = [r for r in live if r.alive]
+    for runner in stragglers:
+        runner.request_cancel(at_once=True)
+    if stragglers:
+        names = ", ".join(r.name for r in stragglers)
+        logger.warning(
+            "manager %s: services still running after the stop phase: %s",
+            manager,
+            names,
+            extra={"manager": manager, "event": "stop_timed_out", "services": names},
+        )
