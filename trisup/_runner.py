@@ -2,9 +2,10 @@
 
 A runner owns every counter of its service and is the only writer of them,
 except for the manager's control verbs, which reset them synchronously. One
-long-lived task runs all attempts: each attempt runs inside the runner's
-shielded cancel scope, which only the manager cancels, and the backoff wait is
-a plain checkpoint in that same scope, so a stop during the wait ends it at once.
+long-lived task runs all attempts, each in that task's own frame, inside the
+runner's shielded cancel scope, which only the manager cancels. The backoff
+wait parks the task on the manager's timer (`_timer.py`) inside the same scope,
+so a stop during the wait ends it at once.
 """
 
 from __future__ import annotations
@@ -31,7 +32,7 @@ from ._events import (
     ServiceStatusChanged,
     ServiceStopped,
 )
-from ._outcome import Outcome, classify
+from ._outcome import CLEAN, ESCAPE, FAILURE, FATAL, NO_RESTART, STOPPED, Outcome, classify
 from ._service import FunctionService, Service, accepts_task_status
 from ._status import Metric, RestartPolicy, ServiceInfo, ServiceStatus
 
@@ -43,9 +44,6 @@ _INFO = logging.INFO
 _WARNING = logging.WARNING
 _ERROR = logging.ERROR
 _SHORT_DELAY = 0.001  # seconds; see _backoff
-# the outcomes as module constants: an Enum member looked up on its class costs ~70 ns
-_FAILURE, _STOPPED, _CLEAN = Outcome.FAILURE, Outcome.STOPPED, Outcome.CLEAN
-_ESCAPE, _NO_RESTART, _FATAL = Outcome.ESCAPE, Outcome.NO_RESTART, Outcome.FATAL
 
 
 def _datetime(posix: float | None) -> datetime | None:
@@ -546,7 +544,7 @@ class Runner:
         self._exit_error = None if stopped else error
         kind = classify(error, stopped=stopped)
         try:
-            if kind is _FAILURE:  # rule 5, the common case first
+            if kind is FAILURE:  # rule 5, the common case first
                 assert error is not None
                 self._record_error(ctx, error, now)
                 self.consec_failures += 1
@@ -557,11 +555,11 @@ class Runner:
                     return False
                 self.waiting = True  # the restart path: CRASHING, never a passing ERROR
                 return True
-            if kind is _STOPPED:  # rule 2
+            if kind is STOPPED:  # rule 2
                 self.success_count += 1
                 self._exited(kind, error, uptime, _DEBUG)
                 return False
-            if kind is _CLEAN:  # rule 6
+            if kind is CLEAN:  # rule 6
                 self.success_count += 1
                 self.consec_failures = 0
                 self._exited(kind, None, uptime, _INFO)
@@ -571,16 +569,16 @@ class Runner:
                 self.completed = True
                 return False
             assert error is not None  # the other outcomes come from an exception
-            if kind is _ESCAPE:  # rule 1: KeyboardInterrupt, SystemExit, ... tear down
+            if kind is ESCAPE:  # rule 1: KeyboardInterrupt, SystemExit, ... tear down
                 raise error
-            if kind is _NO_RESTART:  # rule 4, every leaf a bare DoNotRestart
+            if kind is NO_RESTART:  # rule 4, every leaf a bare DoNotRestart
                 self.success_count += 1
                 self.completed = True
                 self._exited(kind, error, uptime, _INFO)
                 return False
             self._record_error(ctx, error, now)
             self.failed = True
-            if kind is _FATAL:  # rule 3
+            if kind is FATAL:  # rule 3
                 self._exited(kind, error, uptime, _ERROR)
                 self._failed("fatal error")
                 ctx.terminate(find_terminate(error))
