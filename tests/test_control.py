@@ -175,11 +175,17 @@ async def test_stop_timeout(
     assert trio.current_time() == 4
     assert manager.get_service_info("stubborn").status is S.STOPPED
     assert p.live == 1  # still shielding itself
-    # a start waits for the old instance: never two at once
-    await manager.start_service("stubborn")
+    # a start waits for the old instance, at most stop_timeout: never two at once
+    with pytest.raises(trisup.ServiceStopTimeout):
+        await manager.start_service("stubborn")
+    assert trio.current_time() == 8
+    assert manager.get_service_info("stubborn").phase is trisup.Phase.STOPPING
+    # the start stays requested: the new instance follows once the old one exited
+    await manager.wait_status("stubborn", S.RUNNING)
     assert trio.current_time() == 25
     assert p.max_live == 1
     assert p.live == 1
+    assert manager.get_service_info("stubborn").metric.start_count == 2
 
 
 async def test_restart_service(

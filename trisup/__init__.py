@@ -11,21 +11,25 @@ from ._background import BackgroundServe
 from ._config import (
     Option,
     ServiceConfig,
+    ServiceFields,
     with_auto_start,
     with_backoff,
     with_max_restarts,
     with_restart_delay,
     with_restart_policy,
     with_restart_window,
+    with_start_timeout,
 )
-from ._context import CurrentService, current_service
+from ._current import CurrentService, current_service
 from ._errors import (
     DoNotRestart,
     FatalError,
     RestartIntensityExceeded,
+    RestartNow,
     ServiceAlreadyExists,
     ServiceNotFound,
     ServiceRunning,
+    ServiceStartTimeout,
     ServiceStopped,
     ServiceStopTimeout,
     SupervisorError,
@@ -35,10 +39,11 @@ from ._errors import (
     is_fatal_err,
     is_no_restart,
     no_restart,
+    restart_now,
 )
 from ._manager import Manager
 from ._service import Service, new_service
-from ._status import ExitStatus, Metric, RestartPolicy, ServiceInfo, ServiceStatus
+from ._status import ExitStatus, Metric, Phase, RestartPolicy, ServiceInfo, ServiceStatus
 from ._tree import Strategy
 from .process import ProcessService
 
@@ -52,16 +57,20 @@ __all__ = [
     "FatalError",
     "Manager",
     "Metric",
+    "Phase",
     "Option",
     "ProcessService",
     "RestartIntensityExceeded",
+    "RestartNow",
     "RestartPolicy",
     "Service",
     "ServiceAlreadyExists",
     "ServiceConfig",
+    "ServiceFields",
     "ServiceInfo",
     "ServiceNotFound",
     "ServiceRunning",
+    "ServiceStartTimeout",
     "ServiceStatus",
     "ServiceStopTimeout",
     "ServiceStopped",
@@ -76,10 +85,12 @@ __all__ = [
     "is_no_restart",
     "new_service",
     "no_restart",
+    "restart_now",
     "with_auto_start",
     "with_backoff",
     "with_max_restarts",
     "with_restart_delay",
     "with_restart_policy",
     "with_restart_window",
+    "with_start_timeout",
 ]

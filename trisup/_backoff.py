@@ -9,12 +9,28 @@ import random
 from collections import deque
 from dataclasses import dataclass
 
-__all__ = ["RestartWindow", "Schedule", "jittered", "next_delay", "preview"]
+__all__ = ["RestartWindow", "Schedule", "give_up_reason", "jittered", "next_delay", "preview"]
 
 
 def next_delay(current: float, multiplier: float, cap: float) -> float:
     """The delay after *current*: multiplied, then capped."""
     return min(current * multiplier, cap)
+
+
+def give_up_reason(
+    *,
+    restart_count: int,
+    max_restarts: int,
+    in_window: int,
+    max_restarts_in_window: int,
+    restart_window: float,
+) -> str | None:
+    """Why the restart path marks a service ``FAILED`` now (SPEC §4 steps 1-2), or ``None``."""
+    if max_restarts > 0 and restart_count >= max_restarts:
+        return f"max_restarts={max_restarts} reached"
+    if max_restarts_in_window > 0 and in_window >= max_restarts_in_window:
+        return f"{in_window} restarts within restart_window={restart_window:g}s"
+    return None
 
 
 def jittered(delay: float, jitter: float, rng: random.Random) -> float:

@@ -1,10 +1,10 @@
-"""What one ``serve`` shares with its runners, and the service a task belongs to."""
+"""What one ``serve`` shares with its runners, and the runner a task belongs to."""
 
 from __future__ import annotations
 
 import random
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, final
+from typing import TYPE_CHECKING
 
 import trio
 
@@ -13,14 +13,7 @@ if TYPE_CHECKING:
     from ._timer import DeadlineTimer
     from ._tree import Tree
 
-__all__ = [
-    "CurrentService",
-    "ServeContext",
-    "clear_current",
-    "current_service",
-    "set_current",
-    "trio_now",
-]
+__all__ = ["ServeContext", "clear_current", "runner_of_current_task", "set_current", "trio_now"]
 
 
 def trio_now() -> float | None:
@@ -43,7 +36,7 @@ class ServeContext:
     terminated: trio.Event = field(default_factory=trio.Event)
     fatal: BaseException | None = None
     stopping: bool = False
-    start_seq: int = 0
+    manager: object = None  # the Manager serving (for current_service().manager)
     startup: trio.CancelScope | None = None
 
     def wall(self, now: float) -> float:
@@ -66,54 +59,6 @@ class ServeContext:
 _by_task: dict[trio.lowlevel.Task, Runner] = {}
 
 
-@final
-class CurrentService:
-    """The service the calling task belongs to; see `current_service`."""
-
-    __slots__ = ("_runner",)
-
-    def __init__(self, runner: Runner) -> None:
-        self._runner = runner
-
-    @property
-    def name(self) -> str:
-        """The service's name."""
-        return self._runner.name
-
-    @property
-    def manager(self) -> str:
-        """The name of the manager running it."""
-        return self._runner.hub.manager
-
-    @property
-    def stop_requested(self) -> trio.Event:
-        """Set when a stop of the current attempt is requested.
-
-        With a ``grace_period``, the service has that long to return on its
-        own before it is cancelled.
-        """
-        return self._runner.stop_event()
-
-
-def current_service() -> CurrentService:
-    """The service the calling task runs in (also from tasks it started in its nurseries).
-
-    Raises:
-        RuntimeError: not called from inside a supervised service.
-    """
-    try:
-        task: trio.lowlevel.Task | None = trio.lowlevel.current_task()
-    except RuntimeError:
-        task = None
-    while task is not None:
-        runner = _by_task.get(task)
-        if runner is not None:
-            return CurrentService(runner)
-        nursery = task.parent_nursery
-        task = nursery.parent_task if nursery is not None else None
-    raise RuntimeError("current_service() called outside a trisup service")
-
-
 def set_current(runner: Runner) -> None:
     """Mark the calling task (and the tasks below it) as running *runner*."""
     _by_task[trio.lowlevel.current_task()] = runner
@@ -122,3 +67,18 @@ def set_current(runner: Runner) -> None:
 def clear_current() -> None:
     """Undo `set_current` for the calling task."""
     _by_task.pop(trio.lowlevel.current_task(), None)
+
+
+def runner_of_current_task() -> Runner | None:
+    """The runner whose task the calling task is, or was started by (``None``: no service's)."""
+    try:
+        task: trio.lowlevel.Task | None = trio.lowlevel.current_task()
+    except RuntimeError:
+        return None
+    while task is not None:
+        runner = _by_task.get(task)
+        if runner is not None:
+            return runner
+        nursery = task.parent_nursery
+        task = nursery.parent_task if nursery is not None else None
+    return None

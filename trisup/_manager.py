@@ -12,7 +12,8 @@ import random
 import time
 from collections.abc import AsyncGenerator, Awaitable, Callable, Iterable
 from contextlib import asynccontextmanager
-from typing import TypeVar, final
+from functools import partial
+from typing import NoReturn, TypeVar, final
 
 import trio
 
@@ -39,6 +40,7 @@ from ._events import (
 from ._runner import Runner
 from ._service import Service
 from ._shutdown import bounded_hook, stop_in_order
+from ._snapshot import snapshot
 from ._status import ExitStatus, ServiceInfo, ServiceStatus
 from ._timer import DeadlineTimer
 from ._tree import Intensity, Strategy, Tree, start_order
@@ -118,6 +120,7 @@ class Manager:
         self.period = float(period)
         self._rng = rng if rng is not None else random.Random()
         self._runners: dict[str, Runner] = {}
+        self._next_position = 0
         self._hub = EventHub(name)
         self._before_start: list[Callable[[], object]] = []
         self._after_start: list[Callable[[], object]] = []
@@ -168,13 +171,17 @@ class Manager:
             ServiceAlreadyExists: the name is taken (the existing one is untouched).
         """
         service = _check_service(service)
+        if service is self:
+            raise ValueError(f"manager {self.name!r} cannot supervise itself")
         name = service.name
         if name in self._runners:
             raise ServiceAlreadyExists(name)
         deps = self._check_dependencies(name, depends_on)
         config = repair(config, name)
-        runner = Runner(service, config, self._wall_now(), self._hub)
+        runner = Runner(service, config, self._wall_now(), self._hub, self._runners)
         runner.depends_on = deps
+        runner.position = self._next_position  # serve renumbers by dependencies
+        self._next_position += 1
         self._runners[name] = runner
         if self._hub.wanted(logging.INFO):
             self._hub.emit(
@@ -184,8 +191,7 @@ class Manager:
         if ctx is not None:
             if deps:
                 ctx.tree.has_dependencies = True
-                runner.depth = 1 + max(self._runners[d].depth for d in deps)
-            if self._accepting and not runner.stopped:
+            if self._accepting and not runner.held:
                 runner.spawn(ctx)
 
     def _check_dependencies(self, name: str, depends_on: Iterable[str]) -> tuple[str, ...]:
@@ -224,12 +230,12 @@ class Manager:
 
     def get_service_info(self, name: str) -> ServiceInfo:
         """A snapshot of one service. Raises `ServiceNotFound`."""
-        return self._get(name).info(trio_now())
+        return snapshot(self._get(name), trio_now())
 
     def get_services_info(self) -> list[ServiceInfo]:
         """Snapshots of every service, in registration order."""
         now = trio_now()
-        return [r.info(now) for r in self._runners.values()]
+        return [snapshot(r, now) for r in self._runners.values()]
 
     def _get(self, name: str) -> Runner:
         try:
@@ -298,52 +304,53 @@ class Manager:
         return fn
 
     # -------------------------------------------------------- control verbs
+    # Each verb records its request on the runner, which decides (`Runner._go_on`);
+    # the verb then waits, within its bound, for the effect or for a later request.
 
     async def start_service(self, name: str) -> None:
         """Start a service; a no-op if it is running or starting.
 
         Clears stopped / failed / completed and the non-lifetime counters, and
         returns once the new instance has entered ``serve`` (not once it is
-        ready). Before ``serve`` it only records that the service should start.
+        ready), once it waits on a dependency that is not running, or once a
+        later request (a stop, a delete) supersedes it. Before ``serve`` it only
+        records that the service should start. Always a checkpoint.
 
         Raises:
-            ServiceNotFound: no such service.
+            ServiceNotFound: no such service, or it is being deleted.
+            ServiceStopTimeout: its earlier instance, still exiting, did not exit
+                within ``stop_timeout`` (the start stays requested: it follows
+                once that instance has exited).
         """
         await self._start(self._get(name))
 
     async def _start(self, runner: Runner) -> None:
-        if runner.alive and not runner.cancelled and not runner.waiting:
-            return  # running or starting
-        runner.stopped = False
-        runner.completed = False
-        runner.reset_counters()
-        ctx = self._ctx
-        if ctx is None or not self._accepting:
-            runner.update_status()
+        if runner.deleting:
+            await trio.lowlevel.checkpoint()
+            raise ServiceNotFound(runner.name)
+        exiting = runner.stop_asked
+        seq, attempt = runner.seq + 1, runner.attempt
+        if not runner.request_start(self._ctx if self._accepting else None) or (
+            runner.owns_current_task()
+        ):
+            await trio.lowlevel.checkpoint()
             return
-        if runner.alive and not runner.cancelled:
-            entered = runner.entered_event()
-            if runner.interrupt_wait():
-                runner.update_status()
-                await entered.wait()
+        entered = partial(_entered, runner, seq, attempt)
+        if not exiting:
+            await _wait(runner, entered)
             return
-        if runner.alive:
-            if runner.owns_current_task():
-                runner.restart_pending = True
-                return
-            await runner.wait_done()  # an earlier instance outlived its stop timeout
-            if runner.alive or ctx is not self._ctx or not self._accepting:
-                return
-        entered = runner.entered_event()
-        runner.spawn(ctx)
-        runner.update_status()
-        await entered.wait()
+        timeout = runner.config.stop_timeout
+        with trio.move_on_after(timeout):
+            await _wait(runner, entered)
+            return
+        self._stop_timed_out(runner, timeout)
 
     async def stop_service(self, name: str) -> None:
-        """Stop a service and wait for it to exit, at most its ``stop_timeout``.
+        """Stop a service and wait for its instance to exit, at most its ``stop_timeout``.
 
         A no-op if it is already stopped. Called from inside the service it
-        only requests the stop. The service stays registered and is not restarted.
+        only requests the stop. The service stays registered and is not
+        restarted; a later start wins over this stop. Always a checkpoint.
 
         Raises:
             ServiceNotFound: no such service.
@@ -351,21 +358,25 @@ class Manager:
                 task is reaped once it exits).
         """
         runner = self._get(name)
-        if runner.stopped:
+        if runner.held and not runner.deleting:
+            await trio.lowlevel.checkpoint()
             return
         await self._stop(runner)
 
-    async def _stop(self, runner: Runner) -> None:
-        if not runner.stopped or runner.alive:
-            runner.stopped = True
-            runner.request_cancel()
-            runner.update_status()
-        if not runner.alive or runner.owns_current_task():
+    async def _stop(self, runner: Runner, *, delete: bool = False) -> None:
+        life, seq = runner.life, runner.seq + 1
+        if not runner.request_stop(delete=delete) or runner.owns_current_task():
+            await trio.lowlevel.checkpoint()
             return
         timeout = runner.config.stop_timeout
         with trio.move_on_after(timeout):
-            await runner.wait_done()
+            await _wait(runner, partial(runner.ended_since, life))
             return
+        if delete and runner.seq == seq:
+            runner.keep()  # it stays registered, stopped
+        self._stop_timed_out(runner, timeout)
+
+    def _stop_timed_out(self, runner: Runner, timeout: float) -> NoReturn:
         if self._hub.wanted(logging.WARNING):
             self._hub.emit(
                 ServiceStopTimedOut(
@@ -378,24 +389,40 @@ class Manager:
     async def restart_service(self, name: str) -> None:
         """Stop a service (as `stop_service`), then start it; never two at once.
 
+        Returns once the new instance has entered ``serve`` (or waits on a
+        dependency, or a later request superseded this one); its dependents
+        are restarted too. Called from inside the service it only requests
+        the restart. Always a checkpoint.
+
         Raises:
-            ServiceNotFound: no such service.
-            ServiceStopTimeout: the stop timed out; nothing was started.
+            ServiceNotFound: no such service, or it is being deleted.
+            ServiceStopTimeout: the stop timed out; the service stays stopped.
         """
         runner = self._get(name)
-        if runner.owns_current_task():
-            runner.stopped = False
-            runner.restart_pending = True
-            runner.request_cancel()
-            return
-        if runner.alive:
-            await self._stop(runner)
-        await self._start(runner)
+        if not runner.alive or runner.deleting:
+            await self._start(runner)
+        else:
+            await self._restart(runner)
         ctx = self._ctx
-        if ctx is not None:
+        if ctx is not None and not runner.owns_current_task():
             dependents = ctx.tree.dependents(runner)
             if dependents:
                 await ctx.tree.restart_dependents(ctx, dependents)
+
+    async def _restart(self, runner: Runner) -> None:
+        life, seq, attempt = runner.life, runner.seq + 1, runner.attempt
+        runner.request_restart()
+        if runner.owns_current_task():
+            await trio.lowlevel.checkpoint()
+            return
+        timeout = runner.config.stop_timeout
+        with trio.move_on_after(timeout) as scope:
+            await _wait(runner, partial(_restarted, runner, seq, life))
+        if scope.cancelled_caught:
+            if runner.seq == seq:
+                runner.request_stop()  # the stop timed out: it stays stopped, nothing starts
+            self._stop_timed_out(runner, timeout)
+        await runner.until(partial(_entered, runner, seq, attempt))
 
     def reset_service(self, name: str) -> None:
         """Clear failed and the non-lifetime counters; starts nothing.
@@ -403,38 +430,33 @@ class Manager:
         Raises:
             ServiceNotFound: no such service.
         """
-        runner = self._get(name)
-        runner.reset_counters()
-        runner.update_status()
+        self._get(name).reset()
 
     async def delete(self, name: str) -> None:
-        """Stop a service (as `stop_service`), then unregister it.
+        """Stop a service (as `stop_service`), then unregister it once it has exited.
+
+        A delete wins over every other request: from now on, starts and
+        restarts of the name raise `ServiceNotFound`. The name stays
+        registered (``add`` refuses it) until the instance has exited. Called
+        from inside the service it only requests the delete. Always a checkpoint.
 
         Raises:
             ServiceNotFound: no such service.
             ServiceStopTimeout: the stop timed out; it stays registered, stopped.
         """
-        await self._delete(self._get(name))
-
-    async def _delete(self, runner: Runner) -> None:
-        await self._stop(runner)
-        if self._runners.get(runner.name) is runner:
-            del self._runners[runner.name]
-        runner.deleted = True
-        runner.status.value = None
-        if self._hub.wanted(logging.INFO):
-            self._hub.emit(
-                ServiceRemoved(manager=self.name, time=trio_now(), service=runner.name),
-                logging.INFO,
-            )
+        await self._stop(self._get(name), delete=True)
 
     async def remove_services(self) -> None:
         """Delete every service, concurrently; errors are logged, not raised."""
-        await self._each(self._delete, "remove")
+        await self._each(self._delete_runner, "remove")
 
     async def restart_services(self) -> None:
         """Restart every service, concurrently; errors are logged, not raised."""
         await self._each(self._restart_runner, "restart")
+
+    async def _delete_runner(self, runner: Runner) -> None:
+        if self._runners.get(runner.name) is runner:
+            await self._stop(runner, delete=True)
 
     async def _restart_runner(self, runner: Runner) -> None:
         if self._runners.get(runner.name) is runner:
@@ -460,7 +482,7 @@ class Manager:
     async def wait_status(self, name: str, *statuses: ServiceStatus) -> ServiceStatus:
         """Wait until the service is in one of *statuses*; return that status.
 
-        Returns at once if it already is. A checkpoint only when it waits.
+        Returns at once if it already is (after a checkpoint).
 
         Raises:
             TypeError: no status given.
@@ -475,6 +497,8 @@ class Manager:
             value = await runner.status.wait_value(  # pyright: ignore[reportUnknownMemberType]
                 lambda v: v is None or v in wanted  # pyright: ignore[reportUnknownLambdaType]
             )
+        else:
+            await trio.lowlevel.checkpoint()
         if value is None:
             raise ServiceNotFound(name)
         return value
@@ -514,7 +538,7 @@ class Manager:
                 )
                 tree = Tree(self.name, self.strategy, intensity, self._runners)
                 ctx = ServeContext(
-                    nursery, timer, time.time() - trio.current_time(), self._rng, tree
+                    nursery, timer, time.time() - trio.current_time(), self._rng, tree, manager=self
                 )
                 self._ctx = ctx
                 nursery.start_soon(timer.run, name=f"trisup:{self.name}:timer")
@@ -534,16 +558,12 @@ class Manager:
                         await self._shutdown(ctx)
                     finally:  # also when a KeyboardInterrupt cut the shutdown short
                         for runner in self._runners.values():
-                            runner.request_cancel(at_once=True)
+                            runner.cancel_now()
                         nursery.cancel_scope.cancel(reason="trisup: manager shut down")
         finally:
             self._ctx = None
             self._accepting = False
             self._serving = False
-            for runner in self._runners.values():
-                if runner.group_pending:  # a group restart cut short by the shutdown
-                    runner.group_pending = False
-                    runner.update_status()
             self._manager_event(ManagerStopped)
         if error is not None:
             raise error
@@ -551,37 +571,41 @@ class Manager:
             raise ctx.fatal
 
     def _start_order(self) -> list[Runner]:
-        """The runners in dependency order (registration order where free)."""
+        """The runners by position: dependency order, then registration order (renumbered)."""
         runners = self._runners
-        if not any(r.depends_on for r in runners.values()):  # registration order, depth 0
-            for runner in runners.values():
-                runner.depth = 0
-            return list(runners.values())
-        names = start_order(list(runners), {n: r.depends_on for n, r in runners.items()})
-        for name in names:
-            runner = runners[name]
-            runner.depth = 1 + max((runners[d].depth for d in runner.depends_on), default=-1)
-        return [runners[n] for n in names]
+        if any(r.depends_on for r in runners.values()):
+            names = start_order(list(runners), {n: r.depends_on for n, r in runners.items()})
+            order = [runners[n] for n in names]
+        else:
+            order = list(runners.values())
+        for position, runner in enumerate(order):
+            runner.position = position
+        self._next_position = len(order)
+        return order
 
     async def _startup(self, ctx: ServeContext, task_status: trio.TaskStatus[None]) -> None:
+        """Start the services by position (SPEC §4), then the ``after_start`` hooks."""
         for hook in list(self._before_start):
             await call_hook(hook)
         runners = self._start_order()  # hooks may have added services
         ctx.tree.has_dependencies = any(r.depends_on for r in runners)
         self._accepting = True
+        plain: list[tuple[Runner, int]] = []
         for runner in runners:
             if ctx.terminated.is_set():
                 return
-            if runner.deleted or runner.stopped or runner.alive:
+            if runner.held or runner.alive or self._runners.get(runner.name) is not runner:
                 continue
-            runner.completed = False
-            runner.reset_counters()
-            if runner.accepts_task_status:
-                await runner.spawn_settled(ctx)
+            attempt = runner.attempt
+            runner.request_start(ctx)  # afresh, as start_service would
+            if runner.accepts_task_status:  # ready, classified, timed out or waiting
+                await runner.until(partial(runner.settled_since, attempt))
                 # a KeyboardInterrupt that ended it has cancelled us by now: not ready
                 await trio.lowlevel.checkpoint_if_cancelled()
             else:
-                runner.spawn(ctx)
+                plain.append((runner, attempt))
+        for runner, attempt in plain:  # spawned in one batch; each has entered serve
+            await runner.until(partial(runner.entered_since, attempt))
         for hook in list(self._after_start):
             if ctx.terminated.is_set():
                 return
@@ -599,7 +623,7 @@ class Manager:
                 scope.cancel()
             for hook in reversed(self._before_stop):
                 await bounded_hook(self.name, hook, "before_stop", self.stop_timeout)
-            await stop_in_order(self.name, self._runners.values(), self.stop_timeout)
+            await stop_in_order(self._hub, self._runners.values(), self.stop_timeout)
             for hook in reversed(self._on_close):
                 await bounded_hook(self.name, hook, "on_close", self.stop_timeout)
             for hook in reversed(self._after_stop):
@@ -607,7 +631,7 @@ class Manager:
         self._shutdown_scope = None
         if scope.cancelled_caught:
             for runner in self._runners.values():
-                runner.request_cancel(at_once=True)
+                runner.cancel_now()
 
     def _abort(self) -> None:
         """Cut the shutdown sequence short (a second signal)."""
@@ -633,3 +657,21 @@ class Manager:
         ``ERROR`` (logged) for any other error. ``sys.exit(trio.run(m.run))``.
         """
         return await run_with_signals(self.name, self.serve, self._abort)
+
+
+async def _wait(runner: Runner, done: Callable[[], bool]) -> None:
+    """Wait until *done()* holds; a checkpoint either way."""
+    if done():
+        await trio.lowlevel.checkpoint()
+    else:
+        await runner.until(done)
+
+
+def _entered(runner: Runner, seq: int, attempt: int) -> bool:
+    """Whether a start (request *seq*, made at *attempt*) is done or superseded."""
+    return runner.seq != seq or runner.entered_since(attempt)
+
+
+def _restarted(runner: Runner, seq: int, life: int) -> bool:
+    """Whether the instance a restart stopped has exited, or a later request superseded it."""
+    return runner.seq != seq or runner.ended_since(life)

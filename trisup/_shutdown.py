@@ -10,6 +10,7 @@ from typing import TYPE_CHECKING
 import trio
 
 from ._background import call_hook
+from ._events import EventHub, ServiceStopTimedOut
 
 if TYPE_CHECKING:
     from ._runner import Runner
@@ -45,18 +46,16 @@ async def bounded_hook(
         )
 
 
-async def stop_in_order(manager: str, runners: Iterable[Runner], stop_timeout: float) -> None:
-    """Stop the live *runners* one by one: dependents first, then in reverse start order.
+async def stop_in_order(hub: EventHub, runners: Iterable[Runner], stop_timeout: float) -> None:
+    """Stop the live *runners* one by one, in reverse position order.
 
     Each stop waits for its runner's task, at most the service's own ``stop_timeout``
-    from its start, and the whole phase at most the manager's *stop_timeout*; what is
-    still running then is cancelled at once (without waiting) and named in a warning.
+    from its start (past that, `ServiceStopTimedOut` is emitted, as a verb's stop
+    would), and the whole phase at most the manager's *stop_timeout*; what is still
+    running then is cancelled at once (without waiting) and named in a warning.
     """
-    live = sorted(  # dependents first, then reverse start order
-        (r for r in runners if r.alive),
-        key=lambda r: (r.depth, r.start_seq),
-        reverse=True,
-    )
+    manager = hub.manager
+    live = sorted((r for r in runners if r.alive), key=_by_position, reverse=True)
     phase_deadline = trio.current_time() + stop_timeout
     queue = iter(live)
     runner: Runner | None = None  # the stop in progress
@@ -77,17 +76,19 @@ async def stop_in_order(manager: str, runners: Iterable[Runner], stop_timeout: f
                     now = trio.current_time()
                     if now >= phase_deadline:
                         break
-                    runner.request_cancel()
+                    runner.request_stop(hold=False)
                     until = min(phase_deadline, now + runner.config.stop_timeout)
                     if until < scope.deadline:
                         scope.deadline = until
-                await runner.wait_done()
+                await runner.until(runner.exited)
                 runner = None
         if runner is not None and trio.current_time() >= until:
+            if until < phase_deadline:  # its own stop_timeout, not the phase's, ran out
+                _timed_out(hub, runner)
             runner = None  # this stop timed out; the next ones go on
     stragglers = [r for r in live if r.alive]
     for runner in stragglers:
-        runner.request_cancel(at_once=True)
+        runner.cancel_now()
     if stragglers:
         names = ", ".join(r.name for r in stragglers)
         logger.warning(
@@ -96,3 +97,20 @@ async def stop_in_order(manager: str, runners: Iterable[Runner], stop_timeout: f
             names,
             extra={"manager": manager, "event": "stop_timed_out", "services": names},
         )
+
+
+def _timed_out(hub: EventHub, runner: Runner) -> None:
+    if hub.wanted(logging.WARNING):
+        hub.emit(
+            ServiceStopTimedOut(
+                manager=hub.manager,
+                time=trio.current_time(),
+                service=runner.name,
+                timeout=runner.config.stop_timeout,
+            ),
+            logging.WARNING,
+        )
+
+
+def _by_position(runner: Runner) -> int:
+    return runner.position

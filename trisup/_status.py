@@ -17,6 +17,7 @@ from typing import final
 __all__ = [
     "ExitStatus",
     "Metric",
+    "Phase",
     "RestartPolicy",
     "ServiceInfo",
     "ServiceStatus",
@@ -47,6 +48,27 @@ class ServiceStatus(enum.StrEnum):
     CRASHING = "crashing"
     FAILED = "failed"
     COMPLETED = "completed"
+
+
+class Phase(enum.StrEnum):
+    """What a service's instance is doing now (``ServiceInfo.phase``).
+
+    The lifecycle and its moves are written out in the design notes; the
+    status is derived from the phase.
+
+    .. versionadded:: 0.2
+    """
+
+    IDLE = "idle"
+    WAITING_DEPS = "waiting_deps"
+    STARTING = "starting"
+    RUNNING = "running"
+    STOPPING = "stopping"
+    BACKOFF = "backoff"
+    GROUP_WAIT = "group_wait"
+    COMPLETED = "completed"
+    FAILED = "failed"
+    REMOVED = "removed"
 
 
 class ExitStatus(enum.IntEnum):
@@ -156,7 +178,8 @@ class ServiceInfo:
     ``running`` is whether an attempt runs now: true while the service is
     ``STARTING``, and while a ``RUNNING`` or ``CRASHING`` service is inside
     ``serve``; false while it waits out a backoff and whenever it is not running.
-    Not part of the JSON either.
+    Not part of the JSON either. ``phase`` is what its instance is doing
+    (`Phase`); the HTTP API adds it to the JSON.
     """
 
     metric: Metric
@@ -172,6 +195,7 @@ class ServiceInfo:
         default_factory=lambda: MappingProxyType({}), compare=False
     )
     running: bool = False
+    phase: Phase = Phase.IDLE
 
     @property
     def name(self) -> str:

@@ -18,6 +18,7 @@ import enum
 import heapq
 import logging
 from collections import deque
+from functools import partial
 from collections.abc import Iterable, Mapping, Sequence
 from typing import TYPE_CHECKING
 
@@ -25,12 +26,13 @@ import trio
 
 from ._errors import RestartIntensityExceeded
 from ._events import ManagerGaveUp
+from ._status import Phase
 
 if TYPE_CHECKING:
     from ._context import ServeContext
     from ._runner import Runner
 
-__all__ = ["Intensity", "Strategy", "Tree", "start_order"]
+__all__ = ["Group", "Intensity", "Strategy", "Tree", "start_order"]
 
 logger = logging.getLogger("trisup")
 
@@ -127,8 +129,23 @@ class Intensity:
         return [e for _, e in self._recent if isinstance(e, Exception)]
 
 
+class Group:
+    """One group restart: the services it stops and starts again, and its state."""
+
+    __slots__ = ("failed", "members", "stopping")
+
+    def __init__(self, failed: Runner, members: list[Runner]) -> None:
+        self.failed = failed
+        self.members = members  # in position order, the failed one among them
+        self.stopping = True  # until every member has stopped: deaths meanwhile join it
+
+
 class Tree:
-    """The cross-service rules of one manager, for one ``serve``."""
+    """The cross-service rules of one manager, for one ``serve``.
+
+    The tree decides; runners carry out its requests (``request_group_stop``,
+    ``release``, ``request_restart``) and never see each other.
+    """
 
     def __init__(
         self,
@@ -142,6 +159,7 @@ class Tree:
         self.intensity = intensity
         self.runners = runners
         self.lock = trio.Lock()
+        self.groups: list[Group] = []  # the group restarts not finished yet, oldest first
         self.has_dependencies = any(r.depends_on for r in runners.values())
 
     # ------------------------------------------------------------- intensity
@@ -169,41 +187,68 @@ class Tree:
 
     # ------------------------------------------------------------ strategies
 
-    def siblings(self, runner: Runner) -> list[Runner]:
-        """The live services the strategy restarts along with *runner*."""
-        if self.strategy is Strategy.ONE_FOR_ONE:
-            return []
-        others = (r for r in self.runners.values() if r is not runner and r.alive)
-        if self.strategy is Strategy.REST_FOR_ONE:
-            return [r for r in others if r.start_seq > runner.start_seq]
-        return list(others)
+    def stopping_group(self, runner: Runner) -> Group | None:
+        """The group restart that is stopping *runner*'s group, if any: its death is part of it."""
+        for group in self.groups:
+            if group.stopping and runner in group.members:
+                return group
+        return None
 
-    async def group_restart(
-        self, ctx: ServeContext, failed: Runner, group: list[Runner], delay: float
-    ) -> None:
-        """Stop *group* (reverse start order), wait out *delay*, start all in start order."""
-        deadline = trio.current_time() + delay
-        async with self.lock:
-            everyone = sorted([failed, *group], key=lambda r: r.start_seq)
-            for runner in group:
-                runner.group_pending = True
-            for runner in sorted(group, key=lambda r: r.start_seq, reverse=True):
-                if runner.alive:
-                    runner.request_cancel()
-                    await runner.wait_done()  # never two instances at once
-                runner.update_status()
-            await trio.sleep_until(deadline)
-            if ctx.stopping:
-                return  # the manager is shutting down: no restart follows, none is counted
-            failed.count_restart(ctx)
-            for runner in everyone:
-                runner.group_pending = False
-                runner.update_status()
-            for runner in everyone:
+    def start_group_restart(self, ctx: ServeContext, failed: Runner, delay: float) -> Group | None:
+        """Begin the strategy's group restart for *failed* (``None`` under one-for-one)."""
+        strategy = self.strategy
+        if strategy is Strategy.ONE_FOR_ONE:
+            return None
+        position = failed.position
+        members = sorted(
+            (
+                r
+                for r in self.runners.values()
+                if r is failed
+                or (
+                    r.alive
+                    and r.group is None
+                    and (strategy is Strategy.ONE_FOR_ALL or r.position > position)
+                )
+            ),
+            key=_by_position,
+        )
+        if len(members) == 1:
+            return None
+        group = Group(failed, members)
+        self.groups.append(group)
+        ctx.nursery.start_soon(self._group_restart, ctx, group, trio.current_time() + delay)
+        return group
+
+    async def _group_restart(self, ctx: ServeContext, group: Group, deadline: float) -> None:
+        """Stop the group (reverse position order), wait, start it again in position order."""
+        try:
+            async with self.lock:
+                for runner in reversed(group.members):
+                    if runner is group.failed:
+                        continue
+                    if runner.alive and runner.group is None and not runner.stop_asked:
+                        runner.request_group_stop(group)
+                    await runner.until(partial(_stopped_for, runner, group))
+                group.stopping = False
+                await trio.sleep_until(deadline)
                 if ctx.stopping:
-                    return
-                if runner.may_start_again:
-                    await runner.spawn_settled(ctx)
+                    return  # the manager is shutting down: no restart follows, none is counted
+                if group.failed.group is group:
+                    group.failed.count_restart(ctx)
+                for runner in group.members:
+                    if ctx.stopping:
+                        return
+                    if runner.group is group and runner.phase is Phase.GROUP_WAIT:
+                        settled = partial(runner.settled_since, runner.attempt)
+                        runner.release()
+                        await runner.until(settled)
+        finally:
+            group.stopping = False
+            self.groups.remove(group)
+            for runner in group.members:
+                if runner.group is group:
+                    runner.release()  # cut short (the shutdown): let it go on, or exit
 
     # ---------------------------------------------------------- dependencies
 
@@ -222,17 +267,21 @@ class Tree:
         return [r for r in found.values() if r.alive]
 
     async def restart_dependents(self, ctx: ServeContext, dependents: Iterable[Runner]) -> None:
-        """Stop *dependents* (dependents first), then start them again.
-
-        Each waits in its own task until its dependencies are ready again.
-        """
-        ordered = sorted(dependents, key=lambda r: (r.depth, r.start_seq), reverse=True)
-        for runner in ordered:
-            if runner.alive:
-                runner.request_cancel()
-                await runner.wait_done()
-        for runner in reversed(ordered):
+        """Stop *dependents* (reverse position order); each starts again in its own task
+        once its dependencies are ready."""
+        for runner in sorted(dependents, key=_by_position, reverse=True):
             if ctx.stopping:
                 return
-            if runner.may_start_again:
-                runner.spawn(ctx)
+            if runner.alive and not runner.stop_asked and runner.group is None:
+                stopped = partial(runner.ended_since, runner.life)
+                runner.request_restart(fresh=False)
+                await runner.until(stopped)
+
+
+def _by_position(runner: Runner) -> int:
+    return runner.position
+
+
+def _stopped_for(runner: Runner, group: Group) -> bool:
+    """Whether a group restart's stop of *runner* is over (parked, exited, or taken out)."""
+    return runner.group is not group or runner.phase is Phase.GROUP_WAIT or not runner.alive

@@ -41,7 +41,7 @@ from typing import final
 
 import trio
 
-from ._context import current_service
+from ._current import current_service
 from ._errors import as_fatal
 from ._procargs import (
     RELAUNCH_CODES,
