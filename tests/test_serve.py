@@ -73,7 +73,7 @@ async def test_startup_order_and_readiness(autojump_clock: trio.testing.MockCloc
 
 
 async def test_shutdown_sequence(autojump_clock: trio.testing.MockClock) -> None:
-    """Shutdown: before_stop -> services (reverse start order) -> on_close -> after_stop."""
+    """Shutdown: before_stop -> services (reverse position) -> on_close -> after_stop."""
     log: list[str] = []
     m = trisup.Manager()
     for name in ("a", "b", "c"):
@@ -92,15 +92,15 @@ async def test_shutdown_sequence(autojump_clock: trio.testing.MockClock) -> None
     async with trio.open_nursery() as n:
         await n.start(m.serve)
         await trio.testing.wait_all_tasks_blocked()
-        await m.restart_service("a")  # a now started last
+        await m.restart_service("a")  # a restart keeps a's position: first
         log.clear()
         n.cancel_scope.cancel()
     assert log == [
         "before_stop 2",
         "before_stop 1",
-        "stop a",
         "stop c",
         "stop b",
+        "stop a",
         "on_close 2",
         "on_close 1",
         "after_stop 2",

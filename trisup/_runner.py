@@ -596,13 +596,13 @@ class Runner:
                 error: BaseException | None = _trimmed(exc)
             else:
                 error = None
-            uptime = trio.current_time() - (self.run_started or 0.0)
             how = self._classify(ctx, scope, error)
             del error  # a stop's Cancelled must not outlive its attempt
             if how == _END:
                 return False
             if scope.cancel_called:
                 return True  # the start timeout cancelled this scope
+            uptime = (self.last_stop_time or 0.0) - (self.last_start_time or 0.0)
             decided = await self._backoff(ctx, restart_now=how == _NOW, uptime=uptime)
             if decided == _END:
                 return False
@@ -673,7 +673,8 @@ class Runner:
     def _classify(self, ctx: ServeContext, scope: trio.CancelScope, error: BaseException | None) -> int:
         """Apply the outcome rules (SPEC §4); return what the outcome asks for."""
         now = trio.current_time()
-        uptime = now - (self.run_started or now)
+        started = self.run_started
+        uptime = 0.0 if started is None else now - started
         self.total_uptime += uptime
         self.run_started = None
         self.ready = False
