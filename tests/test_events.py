@@ -71,6 +71,7 @@ async def test_exited_outcomes(autojump_clock: trio.testing.MockClock) -> None:
     by_name = {e.service: e for e in exits}
     assert by_name["svc"].outcome == "failure"
     assert isinstance(by_name["svc"].error, ValueError)
+    assert str(by_name["svc"].error) == "boom"
     assert by_name["svc"].uptime == 0.5
     assert by_name["idle"].outcome == "stopped"
     assert by_name["idle"].uptime == 2
@@ -112,23 +113,29 @@ def _sync_drain(events: ev.Subscription) -> list[ev.Event]:
 async def test_receive_waits_and_ends(autojump_clock: trio.testing.MockClock) -> None:
     """receive() waits for the next event; the stream ends when the block exits."""
     m = trisup.Manager()
-    got: list[str] = []
+    got: list[tuple[str, float | None]] = []
 
     async def reader(task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
         async with m.subscribe() as events:
             task_status.started()
             async for event in events:
                 if event.kind != "status":
-                    got.append(event.kind)
+                    got.append((event.kind, event.time))
                 if event.kind == "removed":
                     return
 
-    async with trio.open_nursery() as nursery:
-        await nursery.start(reader)
-        m.add(trisup.new_service("a", trio.sleep_forever))
-        await trio.sleep(1)
-        await m.delete("a")
-    assert got == ["added", "removed"]
+    with trio.fail_after(10):
+        async with trio.open_nursery() as nursery:
+            await nursery.start(reader)
+            m.add(trisup.new_service("a", trio.sleep_forever))
+            await trio.sleep(1)
+            await m.delete("a")
+    assert got == [("added", 0), ("removed", 1)]
+
+    async with m.subscribe() as events:
+        m.add(trisup.new_service("b", trio.sleep_forever))
+    with trio.fail_after(10):  # what was buffered, then the end
+        assert [event.kind async for event in events] == ["added"]
 
 
 async def test_subscribe_validates() -> None:
