@@ -261,9 +261,13 @@ async def test_fatal_from_nested_manager_ends_root(autojump_clock: trio.testing.
     root.add(mid)
     assert await root.run() is ExitStatus.NO_UPGRADE_AVAILABLE
     assert trio.current_time() == 3
-    assert sorted(log) == sorted(
-        ["start root-sibling", "start leaf-sibling", "stop leaf-sibling", "stop root-sibling"]
-    )
+    # started in registration order; the leaf shuts down first, then the root
+    assert log == [
+        "start root-sibling",
+        "start leaf-sibling",
+        "stop leaf-sibling",
+        "stop root-sibling",
+    ]
     assert root.get_service_info("mid").status is S.FAILED
     assert mid.get_service_info("leaf").status is S.FAILED
 
