@@ -19,6 +19,7 @@ import sys
 import textwrap
 import threading
 import time
+import tomllib
 import types
 from collections.abc import Generator, Iterator
 from pathlib import Path
@@ -108,7 +109,12 @@ def test_repairs_are_applied_and_logged_once(caplog: pytest.LogCaptureFixture) -
     assert plan.services[0].config.restart_delay == 1.0
     build(plan)
     repairs = [r for r in caplog.records if getattr(r, "event", None) == "config_repaired"]
-    assert len(repairs) == 1
+    assert [(r.__dict__["service"], r.__dict__["field"], r.__dict__["given"]) for r in repairs] == [
+        ("x", "restart_delay", -1.0)
+    ]
+    assert [r.getMessage() for r in repairs] == [
+        "invalid restart_delay=-1.0 for service x, using 1.0"
+    ]
 
 
 @pytest.mark.parametrize(
@@ -121,148 +127,161 @@ def test_repairs_are_applied_and_logged_once(caplog: pytest.LogCaptureFixture) -
         ("services = 1\n", "f.toml: [services]: must be a table, not an integer"),
         ("[services]\n", "f.toml: [services]: no services: add a [services.NAME] table"),
         ("[services]\nweb = 1\n", "f.toml: [services.web]: must be a table, not an integer"),
-        ("[services.web]\nready_after = 1\n", "f.toml: [services.web]: missing key 'command'"),
+        (
+            "[services.web]\nready_after = 1\n",
+            "f.toml: [services.web]: missing key 'command' (the program and its arguments)",
+        ),
         (
             "[services.web]\ncommand = ['x']\nrestart_dealy = 1\n",
-            "[services.web] restart_dealy: unknown key",
+            "f.toml: [services.web] restart_dealy: unknown key",
         ),
         (
             "[services.web]\ncommand = ['x']\nmax_restarts = '3'\n",
-            "[services.web] max_restarts: must be an int, not str",
+            "f.toml: [services.web] max_restarts: must be an int, not str",
         ),
         (
             "[services.web]\ncommand = ['x']\nrestart_delay = true\n",
-            "[services.web] restart_delay: must be a number of seconds, not bool",
+            "f.toml: [services.web] restart_delay: must be a number of seconds, not bool",
         ),
         (
             "[services.web]\ncommand = ['x']\nrestart_delay = nan\n",
-            "[services.web] restart_delay: must be finite, not nan",
+            "f.toml: [services.web] restart_delay: must be finite, not nan",
         ),
         (
             "[services.web]\ncommand = ['x']\nauto_start = 1\n",
-            "[services.web] auto_start: must be a bool, not int",
+            "f.toml: [services.web] auto_start: must be a bool, not int",
         ),
         (
             "[services.web]\ncommand = ['x']\nrestart_policy = 'sometimes'\n",
-            "[services.web] restart_policy: must be one of 'always', 'on_failure', 'never',"
+            "f.toml: [services.web] restart_policy: must be one of 'always', 'on_failure', 'never',"
             " not 'sometimes'",
         ),
         (
             "[services.web]\ncommand = ['x', 1]\n",
-            "[services.web] command[1]: must be a string, not an integer",
+            "f.toml: [services.web] command[1]: must be a string, not an integer",
         ),
-        ("[services.web]\ncommand = []\n", "[services.web] command: must name a program"),
+        ("[services.web]\ncommand = []\n", "f.toml: [services.web] command: must name a program"),
         (
             "[services.web]\ncommand = 'x \"y'\n",
-            "[services.web] command: cannot split the command line",
+            "f.toml: [services.web] command: cannot split the command line: No closing quotation",
         ),
         (
             "[services.web]\ncommand = 3\n",
-            "[services.web] command: must be an array of strings or a string, not an integer",
+            "f.toml: [services.web] command: must be an array of strings or a string,"
+            " not an integer",
         ),
         (
             "[services.web]\ncommand = ['x']\nargv = ['y']\n",
-            "[services.web] argv: give either command or argv, not both",
+            "f.toml: [services.web] argv: give either command or argv, not both",
         ),
         (
             "[services.web]\ncommand = ['x']\nenv = { PORT = 8000 }\n",
-            "[services.web.env] PORT: must be a string, not an integer",
+            "f.toml: [services.web.env] PORT: must be a string, not an integer",
         ),
         (
             "[services.web]\ncommand = ['x']\nenv = 'PORT=1'\n",
-            "[services.web] env: must be a table, not a string",
+            "f.toml: [services.web] env: must be a table, not a string",
         ),
         (
             "[services.web]\ncommand = ['x']\ncwd = 'nowhere'\n",
-            "[services.web] cwd: no such directory",
+            "f.toml: [services.web] cwd: no such directory: {base}/nowhere",
         ),
         (
             "[services.web]\ncommand = ['x']\ncwd = 1\n",
-            "[services.web] cwd: must be a string, not an integer",
+            "f.toml: [services.web] cwd: must be a string, not an integer",
         ),
         (
             "[services.web]\ncommand = ['x']\nready_pattern = '('\n",
-            "[services.web] ready_pattern: is not a valid regular expression",
+            "f.toml: [services.web] ready_pattern: is not a valid regular expression: missing ),"
+            " unterminated subpattern at position 0",
         ),
         (
             "[services.web]\ncommand = ['x']\nready_after = -1\n",
-            "[services.web] ready_after: must be positive and finite, not -1",
+            "f.toml: [services.web] ready_after: must be positive and finite, not -1",
         ),
         (
             "[services.web]\ncommand = ['x']\nready_after = 1\nready_pattern = 'x'\n",
-            "[services.web]: ready_pattern and ready_after cannot be combined",
+            "f.toml: [services.web]: ready_pattern and ready_after cannot be combined; choose one",
         ),
         (
             "[services.web]\ncommand = ['x']\nstop_signal = 'SIGFOO'\n",
-            "[services.web] stop_signal: unknown signal 'SIGFOO'",
+            "f.toml: [services.web] stop_signal: unknown signal 'SIGFOO'",
         ),
         (
             "[services.web]\ncommand = ['x']\nstop_signal = 999\n",
-            "[services.web] stop_signal: must be a signal number, not 999",
+            "f.toml: [services.web] stop_signal: must be a signal number, not 999",
         ),
         (
             "[services.web]\ncommand = ['x']\nfatal_exit_codes = [3]\n",
-            "[services.web] fatal_exit_codes: must be exit codes from 1 to 255"
+            "f.toml: [services.web] fatal_exit_codes: must be exit codes from 1 to 255"
             " other than 3 and 4, not 3",
         ),
         (
             "[services.web]\ncommand = ['x']\noutput_lines = 'many'\n",
-            "[services.web] output_lines: must be an int, not str",
+            "f.toml: [services.web] output_lines: must be an int, not str",
         ),
         (
             "[services.web]\ncommand = ['x']\ndepends_on = ['db']\n",
-            "[services.web] depends_on: no service named 'db' in this file",
+            "f.toml: [services.web] depends_on: no service named 'db' in this file",
         ),
         (
             "[services.web]\ncommand = ['x']\ndepends_on = ['web']\n",
-            "[services.web] depends_on: a service cannot depend on itself",
+            "f.toml: [services.web] depends_on: a service cannot depend on itself",
         ),
         (
             "[services.web]\ncommand = ['x']\ndepends_on = 'db'\n",
-            "[services.web] depends_on: must be an array of names, not a string",
+            "f.toml: [services.web] depends_on: must be an array of names, not a string",
         ),
         (
             "[services.a]\ncommand = ['x']\ndepends_on = ['b']\n"
             "[services.b]\ncommand = ['x']\ndepends_on = ['a']\n",
-            "[services.b] depends_on: a cycle: a -> b -> a",
+            "f.toml: [services.b] depends_on: a cycle: a -> b -> a",
         ),
         (
             "[manager]\nstop_timeout = -1\n[services.web]\ncommand = ['x']\n",
-            "[manager] stop_timeout: must be positive and finite, not -1",
+            "f.toml: [manager] stop_timeout: must be positive and finite, not -1",
         ),
         (
             "[manager]\nbogus = 1\n[services.web]\ncommand = ['x']\n",
-            "[manager] bogus: unknown key (expected name, stop_timeout",
+            "f.toml: [manager] bogus: unknown key"
+            " (expected name, stop_timeout, strategy, intensity, period)",
         ),
         (
             "[http]\nbind = 'localhost'\n[services.web]\ncommand = ['x']\n",
-            "[http] bind: must be HOST:PORT, not 'localhost'",
+            "f.toml: [http] bind: must be HOST:PORT, not 'localhost'",
         ),
         (
             "[http]\nprefix = 'debug'\n[services.web]\ncommand = ['x']\n",
-            "[http] prefix: must start with '/', not 'debug'",
+            "f.toml: [http] prefix: must start with '/', not 'debug'",
         ),
         (
             "[http]\ntoken = ''\n[services.web]\ncommand = ['x']\n",
-            "[http] token: must not be empty",
+            "f.toml: [http] token: must not be empty",
         ),
         (
             "[http]\nport = 80\n[services.web]\ncommand = ['x']\n",
-            "[http] port: unknown key (expected bind, prefix, token)",
+            "f.toml: [http] port: unknown key (expected bind, prefix, token)",
         ),
         (
             "[http]\nbind = 80\n[services.web]\ncommand = ['x']\n",
-            "[http] bind: must be a string, not an integer",
+            "f.toml: [http] bind: must be a string, not an integer",
         ),
-        ("[services.web\n", "f.toml: invalid TOML: "),
     ],
 )
-def test_errors_name_file_table_and_key(text: str, message: str) -> None:
+def test_errors_name_file_table_and_key(text: str, message: str, tmp_path: Path) -> None:
     """Every invalid file is rejected with the file, the table and the key named."""
     with pytest.raises(ConfigError) as caught:
-        parse(text)
-    assert message in str(caught.value)
-    assert str(caught.value).startswith("f.toml: ")
+        parse(text, base_dir=tmp_path)
+    assert str(caught.value) == message.replace("{base}", str(tmp_path))
+
+
+def test_invalid_toml_names_the_file() -> None:
+    """A file that is not TOML is rejected with the file named and tomllib's reason."""
+    with pytest.raises(tomllib.TOMLDecodeError) as reason:
+        tomllib.loads("[services.web\n")
+    with pytest.raises(ConfigError) as caught:
+        parse("[services.web\n")
+    assert str(caught.value) == f"f.toml: invalid TOML: {reason.value}"
 
 
 def test_unreadable_and_non_utf8_files(tmp_path: Path) -> None:
@@ -298,8 +317,11 @@ def test_http_section_needs_the_console(monkeypatch: pytest.MonkeyPatch, tmp_pat
     path = write(tmp_path, f"[http]\nbind = '127.0.0.1:0'\n[services.x]\ncommand = [{PY}]\n")
     err = io.StringIO()
     assert check_command(str(path), out=io.StringIO(), err=err) == 1
-    assert "[http]: the HTTP console is not installed" in err.getvalue()
-    assert "pip install 'trisup[http]'" in err.getvalue()
+    # one line; the middle is Python's own ImportError message
+    head = f"trisup: {path}: [http]: the HTTP console is not installed ("
+    assert err.getvalue().startswith(head)
+    assert err.getvalue().endswith("); pip install 'trisup[http]'\n")
+    assert err.getvalue().count("\n") == 1
 
 
 def test_http_section_is_passed_to_the_console(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -337,19 +359,23 @@ def test_http_section_is_passed_to_the_console(monkeypatch: pytest.MonkeyPatch) 
 
 # ------------------------------------------------------------------- check
 
+AT_ONCE = "  if it fails at once: "
 SCHEDULES = [
-    ("", "starts at t=0s, 1s, 3s, 7s, 15s, 31s; failed at t=31s (5 restarts within 5m0s)"),
-    ("max_restarts = 1", "starts at t=0s, 1s; failed at t=1s (max_restarts=1 reached)"),
+    (
+        "",
+        AT_ONCE + "starts at t=0s, 1s, 3s, 7s, 15s, 31s; failed at t=31s (5 restarts within 5m0s)",
+    ),
+    ("max_restarts = 1", AT_ONCE + "starts at t=0s, 1s; failed at t=1s (max_restarts=1 reached)"),
     (
         "restart_delay = 0.5\nmax_restart_delay = 2\nmax_restarts_in_window = 0",
-        "starts at t=0s, 500ms, 1.5s, 3.5s, 5.5s; still restarting after 4 failures",
+        AT_ONCE + "starts at t=0s, 500ms, 1.5s, 3.5s, 5.5s; still restarting after 4 failures",
     ),
     (
         "max_restarts_in_window = 3\nrestart_window = 10\n"
         "backoff_multiplier = 1\nrestart_delay = 4",
-        "starts at t=0s, 4s, 8s, 12s; failed at t=12s (3 restarts within 10s)",
+        AT_ONCE + "starts at t=0s, 4s, 8s, 12s; failed at t=12s (3 restarts within 10s)",
     ),
-    ("restart_policy = 'never'", "if it fails: never restarted; failed at t=0s"),
+    ("restart_policy = 'never'", "  if it fails: never restarted; failed at t=0s"),
 ]
 
 
@@ -360,9 +386,13 @@ def test_check_prints_the_restart_schedule(
     """`trisup check` prints when a service failing at once restarts and gives up."""
     path = write(tmp_path, f"[services.svc]\ncommand = [{PY}, '-c', 'pass']\n{settings}\n")
     assert main(["check", str(path), "--failures", "4" if "still" in expected else "10"]) == 0
-    out = capsys.readouterr().out
-    assert out.startswith(f"{path}: valid; manager 'trisup', 1 service\n")
-    assert expected in out
+    out = capsys.readouterr().out.splitlines()
+    assert out[:3] == [
+        f"{path}: valid; manager 'trisup', 1 service",
+        "",
+        f"svc: {sys.executable} -c pass",
+    ]
+    assert out[-1] == expected  # the service's last line
 
 
 def test_check_describes_each_service(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
@@ -371,16 +401,26 @@ def test_check_describes_each_service(tmp_path: Path, capsys: pytest.CaptureFixt
     path = write(tmp_path, GOOD)
     assert main(["check", str(path)]) == 0
     captured = capsys.readouterr()
-    assert "warning" not in captured.err
-    out = captured.out
-    assert f"{path}: valid; manager 'app', 2 services" in out
-    assert "web: python3 -m http.server 8000\n  depends on db\n" in out
-    assert "  ready when a line matches 'Serving'; stop: SIGINT, SIGKILL after 2.5s\n" in out
-    assert "  fatal exit codes: 2\n" in out
-    assert "  ready at spawn; stop: SIGTERM, SIGKILL after 3s\n" in out
-    assert "  cwd " + str(tmp_path) + "; env PGPORT\n" in out
-    assert "  policy on_failure; delay 1s x2 up to 1m0s; stop_timeout 4s\n" in out
-    assert "gives up after 5 restarts within 5m0s or 3 restarts in all (max_restarts)" in out
+    assert captured.err == ""
+    assert captured.out.splitlines() == [
+        f"{path}: valid; manager 'app', 2 services",
+        "",
+        f"db: {sys.executable} -c 'import time; time.sleep(60)'",
+        f"  cwd {tmp_path}; env PGPORT",
+        "  ready at spawn; stop: SIGTERM, SIGKILL after 3s",
+        "  policy on_failure; delay 1s x2 up to 1m0s; stop_timeout 4s",
+        "  gives up after 5 restarts within 5m0s",
+        AT_ONCE + "starts at t=0s, 1s, 3s, 7s, 15s, 31s; failed at t=31s (5 restarts within 5m0s)",
+        "",
+        "web: python3 -m http.server 8000",
+        "  depends on db",
+        f"  cwd {tmp_path / 'site'}",
+        "  ready when a line matches 'Serving'; stop: SIGINT, SIGKILL after 2.5s",
+        "  fatal exit codes: 2",
+        "  policy always; delay 500ms x2 up to 1m0s; stop_timeout 10s",
+        "  gives up after 5 restarts within 5m0s or 3 restarts in all (max_restarts)",
+        AT_ONCE + "starts at t=0s, 500ms, 1.5s, 3.5s; failed at t=3.5s (max_restarts=3 reached)",
+    ]
 
 
 def test_check_reports_errors_and_warnings(
@@ -394,8 +434,8 @@ def test_check_reports_errors_and_warnings(
     assert captured.err == f"trisup: {bad}: [services.web] max_restarts: must be an int, not str\n"
     odd = write(tmp_path, "[services.web]\ncommand = ['no-such-program-here']\n", "odd.toml")
     assert main(["check", str(odd)]) == 0
-    assert "trisup: warning: [services.web] program 'no-such-program-here' not found" in (
-        capsys.readouterr().err
+    assert capsys.readouterr().err == (
+        "trisup: warning: [services.web] program 'no-such-program-here' not found\n"
     )
 
 
@@ -404,7 +444,10 @@ def test_run_with_an_invalid_file_exits_1(
 ) -> None:
     """`trisup run` of an invalid file prints the error and exits 1 without serving."""
     assert main(["run", str(tmp_path / "nope.toml")]) == 1
-    assert "nope.toml: cannot read it" in capsys.readouterr().err
+    assert capsys.readouterr() == (
+        "",
+        f"trisup: {tmp_path / 'nope.toml'}: cannot read it: No such file or directory\n",
+    )
 
 
 # -------------------------------------------------------- run, in-process
@@ -574,8 +617,10 @@ def test_trisup_run_exits_1_on_a_configuration_error(tmp_path: Path) -> None:
         stdout, stderr = proc.communicate(timeout=30)
     assert proc.returncode == 1
     assert stdout == ""
-    assert "[services.web] restart_policy: must be one of" in stderr
-    assert str(path) in stderr
+    assert stderr == (
+        f"trisup: {path}: [services.web] restart_policy: must be one of 'always', 'on_failure',"
+        " 'never', not 'sometimes'\n"
+    )
 
 
 # ------------------------------------------------------------------ status
@@ -664,10 +709,10 @@ def test_status_prints_the_table_of_a_running_instance(
 @pytest.mark.parametrize(
     ("status", "body", "message"),
     [
-        (404, b"{}", "HTTP 404"),
-        (200, b"not json", "did not return JSON"),
-        (200, b"{}", "did not return a JSON array"),
-        (200, b"[1]", "an array of something else than objects"),
+        (404, b"{}", "{url}/api/services: HTTP 404 Not Found"),
+        (200, b"not json", "{url}: {url}/api/services did not return JSON"),
+        (200, b"{}", "{url}: {url}/api/services did not return a JSON array"),
+        (200, b"[1]", "{url}: {url}/api/services returned an array of something else than objects"),
     ],
 )
 def test_status_reports_a_bad_answer(
@@ -681,7 +726,7 @@ def test_status_reports_a_bad_answer(
     url, handler = api
     handler.status, handler.body = status, body
     assert main(["status", "--url", url]) == 1
-    assert message in capsys.readouterr().err
+    assert capsys.readouterr().err == "trisup: " + message.replace("{url}", url) + "\n"
 
 
 def test_status_reports_an_unreachable_or_bad_url(capsys: pytest.CaptureFixture[str]) -> None:
@@ -690,7 +735,9 @@ def test_status_reports_an_unreachable_or_bad_url(capsys: pytest.CaptureFixture[
         assert main(["status", "--url", f"http://127.0.0.1:{port}", "--timeout", "5"]) == 1
     assert "Connection refused" in capsys.readouterr().err
     assert main(["status", "--url", "file:///etc/passwd"]) == 1
-    assert "not an http(s) URL" in capsys.readouterr().err
+    assert capsys.readouterr().err == (
+        "trisup: file:///etc/passwd: not an http(s) URL: 'file:///etc/passwd'\n"
+    )
 
 
 class socket_closed_port:  # used like a function

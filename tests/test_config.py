@@ -97,39 +97,57 @@ def test_ints_for_durations() -> None:
     assert type(c.restart_delay) is float
 
 
+ALWAYS = RestartPolicy.ALWAYS
+
+
 @pytest.mark.parametrize(
-    ("given", "expected"),
+    ("given", "repairs"),
     [
-        ({"restart_policy": 7}, {"restart_policy": RestartPolicy.ALWAYS}),
-        ({"restart_policy": -1}, {"restart_policy": RestartPolicy.ALWAYS}),
-        ({"max_restarts": -3}, {"max_restarts": 0}),
-        ({"max_restarts_in_window": -1}, {"max_restarts_in_window": 0}),
-        ({"restart_delay": 0}, {"restart_delay": 1.0}),
-        ({"restart_delay": -5}, {"restart_delay": 1.0}),
-        ({"max_restart_delay": 0}, {"max_restart_delay": 1.0}),
-        ({"restart_delay": 5, "max_restart_delay": 2}, {"max_restart_delay": 5.0}),
+        ({"restart_policy": 7}, [("restart_policy", 7, ALWAYS)]),
+        ({"restart_policy": -1}, [("restart_policy", -1, ALWAYS)]),
+        ({"max_restarts": -3}, [("max_restarts", -3, 0)]),
+        ({"max_restarts_in_window": -1}, [("max_restarts_in_window", -1, 0)]),
+        ({"restart_delay": 0}, [("restart_delay", 0.0, 1.0)]),
+        ({"restart_delay": -5}, [("restart_delay", -5.0, 1.0)]),
+        ({"max_restart_delay": 0}, [("max_restart_delay", 0.0, 1.0)]),
+        ({"restart_delay": 5, "max_restart_delay": 2}, [("max_restart_delay", 2.0, 5.0)]),
         # compared with the already-repaired restart_delay (1.0), 0.5 is too small
-        ({"restart_delay": -1, "max_restart_delay": 0.5}, {"max_restart_delay": 1.0}),
-        ({"restart_window": 0}, {"restart_window": 300.0}),
-        ({"backoff_multiplier": 0.5}, {"backoff_multiplier": 1.0}),
-        ({"jitter": -0.1}, {"jitter": 0.0}),
-        ({"stop_timeout": 0}, {"stop_timeout": 10.0}),
-        ({"stop_timeout": -1}, {"stop_timeout": 10.0}),
+        (
+            {"restart_delay": -1, "max_restart_delay": 0.5},
+            [("restart_delay", -1.0, 1.0), ("max_restart_delay", 0.5, 1.0)],
+        ),
+        ({"restart_window": 0}, [("restart_window", 0.0, 300.0)]),
+        ({"backoff_multiplier": 0.5}, [("backoff_multiplier", 0.5, 1.0)]),
+        ({"jitter": -0.1}, [("jitter", -0.1, 0.0)]),
+        ({"stop_timeout": 0}, [("stop_timeout", 0.0, 10.0)]),
+        ({"stop_timeout": -1}, [("stop_timeout", -1.0, 10.0)]),
     ],
 )
 def test_repair(
-    given: dict[str, object], expected: dict[str, object], caplog: pytest.LogCaptureFixture
+    given: dict[str, object],
+    repairs: list[tuple[str, object, object]],
+    caplog: pytest.LogCaptureFixture,
 ) -> None:
     """Out-of-range values get the seed's repair, logged at WARNING with given and used."""
     caplog.set_level(logging.WARNING, logger="trisup")
-    fixed = repair(ServiceConfig(**given), "svc")  # type: ignore[arg-type]  # test table
-    for field, value in expected.items():
-        assert getattr(fixed, field) == value
-    assert caplog.records, "a repair must be logged"
-    record = caplog.records[-1]
-    assert record.levelno == logging.WARNING
-    assert record.__dict__["service"] == "svc"
-    assert record.__dict__["field"] in expected
+    config = ServiceConfig(**given)  # type: ignore[arg-type]  # test table
+    fixed = repair(config, "svc")
+    used = {field: value for field, _, value in repairs}
+    assert fixed == ServiceConfig(**{**given, **used})  # type: ignore[arg-type]  # test table
+    logged = [
+        (
+            r.levelno,
+            r.__dict__["service"],
+            r.__dict__["field"],
+            r.__dict__["given"],
+            r.__dict__["used"],
+        )
+        for r in caplog.records
+    ]
+    assert logged == [(logging.WARNING, "svc", *repaired) for repaired in repairs]
+    assert [r.getMessage() for r in caplog.records] == [
+        f"invalid {f}={g!r} for service svc, using {u!r}" for f, g, u in repairs
+    ]
 
 
 def test_valid_config_untouched(caplog: pytest.LogCaptureFixture) -> None:

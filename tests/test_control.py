@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 from collections.abc import AsyncIterator
 
 import pytest
@@ -287,8 +288,11 @@ async def test_delete(manager: trisup.Manager, autojump_clock: trio.testing.Mock
     assert manager.services() == []
     with pytest.raises(trisup.ServiceNotFound):
         manager.get_service_info("steady")
-    manager.add(Probe("steady"))
+    again = Probe("steady")
+    manager.add(again)
     await manager.wait_status("steady", S.RUNNING)
+    assert (again.entered, again.live) == ([0], 1)
+    assert manager.get_service_info("steady").metric.start_count == 1  # a fresh registration
 
 
 async def test_delete_timeout_keeps_registration(
@@ -330,9 +334,12 @@ async def test_unknown_names(
 
 
 async def test_remove_services_concurrent(
-    manager: trisup.Manager, autojump_clock: trio.testing.MockClock
+    manager: trisup.Manager,
+    autojump_clock: trio.testing.MockClock,
+    caplog: pytest.LogCaptureFixture,
 ) -> None:
     """remove_services takes the slowest stop, not the sum; errors are logged."""
+    caplog.set_level(logging.ERROR, logger="trisup")
     for name, shield in (("a", 1.0), ("b", 3.0), ("c", 2.0)):
         p = Probe(name)
         p.shield_for = shield
@@ -344,6 +351,14 @@ async def test_remove_services_concurrent(
     await manager.remove_services()
     assert trio.current_time() == 4
     assert [s.name for s in manager.services()] == ["stubborn"]
+    failed = [r for r in caplog.records if r.__dict__.get("event") == "remove_failed"]
+    assert [(r.levelno, r.__dict__["service"], r.getMessage()) for r in failed] == [
+        (
+            logging.ERROR,
+            "stubborn",
+            "remove of service stubborn failed: service did not stop within 4s, name=stubborn",
+        )
+    ]
 
 
 async def test_restart_services_concurrent(
@@ -413,6 +428,7 @@ async def test_self_control(
 async def test_wait_status(manager: trisup.Manager, autojump_clock: trio.testing.MockClock) -> None:
     """wait_status returns at once when matching, raises on delete and without statuses."""
     assert await manager.wait_status("steady", S.RUNNING, S.STOPPED) is S.RUNNING
+    assert trio.current_time() == 0  # at once
     with pytest.raises(TypeError):
         await manager.wait_status("steady")
     async with trio.open_nursery() as n:

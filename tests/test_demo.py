@@ -151,7 +151,13 @@ def test_demo_rejects_a_bad_duration(tmp_path: Path, value: str) -> None:
     """A duration that is not a positive finite number is a usage error (exit 2)."""
     result = _trisup(tmp_path, "demo", "--duration", value)
     assert result.returncode == 2
-    assert "--duration" in result.stderr
+    reason = (
+        f"not a number of seconds: {value!r}"
+        if value == "abc"
+        else f"must be a positive, finite number of seconds, not {value!r}"
+    )
+    last = result.stderr.splitlines()[-1]
+    assert last == f"trisup demo: error: argument --duration: {reason}"
     assert result.stdout == ""
 
 
@@ -184,9 +190,15 @@ def test_demo_help_names_duration(capsys: pytest.CaptureFixture[str]) -> None:
 @pytest.mark.parametrize(
     ("argv", "message"),
     [
-        (["demo", "--duration", "-0.5"], "argument --duration: must be a positive, finite number"),
-        (["check", "f.toml", "--failures", "0"], "argument --failures: must be at least 1"),
-        (["check", "f.toml", "--failures", "x"], "argument --failures: not an integer"),
+        (
+            ["demo", "--duration", "-0.5"],
+            "argument --duration: must be a positive, finite number of seconds, not '-0.5'",
+        ),
+        (
+            ["check", "f.toml", "--failures", "0"],
+            "argument --failures: must be at least 1, not '0'",
+        ),
+        (["check", "f.toml", "--failures", "x"], "argument --failures: not an integer: 'x'"),
         (["status"], "the following arguments are required: --url"),
         (["run"], "the following arguments are required: FILE"),
     ],
@@ -196,7 +208,9 @@ def test_usage_errors_return_2(
 ) -> None:
     """In-process, a usage error is returned as 2 rather than raised."""
     assert main(argv) == 2
-    assert message in capsys.readouterr().err
+    err = capsys.readouterr().err
+    assert err.startswith(f"usage: trisup {argv[0]} ")
+    assert err.splitlines()[-1] == f"trisup {argv[0]}: error: {message}"
 
 
 def test_run_demo_in_process() -> None:

@@ -24,6 +24,7 @@ async def test_event_sequence_of_a_failing_service(autojump_clock: trio.testing.
     """A service failing twice then giving up emits its whole story, in order, timed."""
     m = trisup.Manager("m")
     seen: list[tuple[str, float | None]] = []
+    changes: list[tuple[ServiceStatus, ServiceStatus]] = []
     async with m.subscribe() as events, trio.open_nursery() as nursery:
         m.add(trisup.new_service("svc", _fail_after, 1), max_restarts=1)
         await nursery.start(m.serve)
@@ -34,26 +35,27 @@ async def test_event_sequence_of_a_failing_service(autojump_clock: trio.testing.
             if isinstance(event, ev.ServiceEvent):
                 assert event.service == "svc"
             seen.append((event.kind, event.time))
+            if isinstance(event, ev.ServiceStatusChanged):
+                changes.append((event.old, event.new))
         nursery.cancel_scope.cancel()
-    kinds = [k for k, _ in seen if k != "status"]
-    assert kinds == [
-        "added",
-        "manager_started",
-        "starting",
-        "ready",
-        "exited",
-        "backing_off",
-        "restarting",
-        "starting",
-        "ready",
-        "exited",
-        "failed",
+    # fails at 1 and 3 (each run lasts 1 s), waits 1 s in between; plain: ready on entry
+    assert seen == [
+        ("added", 0),
+        ("manager_started", 0),
+        ("status", 0),  # idle -> running
+        ("starting", 0),
+        ("ready", 0),
+        ("exited", 1),
+        ("status", 1),  # running -> crashing
+        ("backing_off", 1),
+        ("restarting", 2),
+        ("starting", 2),
+        ("ready", 2),
+        ("exited", 3),
+        ("status", 3),  # crashing -> failed
+        ("failed", 3),
     ]
-    times = dict(reversed(seen))  # first time of each kind
-    assert times["exited"] == 1
-    assert times["restarting"] == 2
-    statuses = [k for k, _ in seen if k == "status"]
-    assert statuses
+    assert changes == [(S.IDLE, S.RUNNING), (S.RUNNING, S.CRASHING), (S.CRASHING, S.FAILED)]
 
 
 async def test_exited_outcomes(autojump_clock: trio.testing.MockClock) -> None:
@@ -69,6 +71,7 @@ async def test_exited_outcomes(autojump_clock: trio.testing.MockClock) -> None:
     by_name = {e.service: e for e in exits}
     assert by_name["svc"].outcome == "failure"
     assert isinstance(by_name["svc"].error, ValueError)
+    assert str(by_name["svc"].error) == "boom"
     assert by_name["svc"].uptime == 0.5
     assert by_name["idle"].outcome == "stopped"
     assert by_name["idle"].uptime == 2
@@ -83,14 +86,19 @@ async def test_slow_subscriber_never_blocks(autojump_clock: trio.testing.MockClo
         backoff_multiplier=1.0,
         max_restarts_in_window=0,
     )
-    async with m.subscribe(max_buffer=8) as events:
+    async with m.subscribe(max_buffer=8) as events, m.subscribe(max_buffer=1_000) as everything:
         with trio.move_on_after(49.75):
             await m.serve()
         assert trio.current_time() == 49.75
-        assert events.lost > 0
-        kept = list(_sync_drain(events))
-        assert len(kept) == 8
-        assert kept[-1].kind == "manager_stopped"
+        emitted = _sync_drain(everything)
+        kept = _sync_drain(events)
+    # 100 starts (0, 0.5, ..., 49.5), each starting, ready, exited and backing_off; 99
+    # restarting; 3 status changes; manager_started/stopping/stopped; stopped at 49.75
+    assert everything.lost == 0
+    assert len(emitted) == 4 * 100 + 99 + 3 + 3 + 1
+    assert events.lost == len(emitted) - 8
+    assert kept == emitted[-8:]  # the oldest are the ones dropped
+    assert kept[-1].kind == "manager_stopped"
     info = m.get_service_info("flappy")
     assert info.metric.start_count == 100  # every 0.5 s from 0 to 49.5
 
@@ -105,23 +113,29 @@ def _sync_drain(events: ev.Subscription) -> list[ev.Event]:
 async def test_receive_waits_and_ends(autojump_clock: trio.testing.MockClock) -> None:
     """receive() waits for the next event; the stream ends when the block exits."""
     m = trisup.Manager()
-    got: list[str] = []
+    got: list[tuple[str, float | None]] = []
 
     async def reader(task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
         async with m.subscribe() as events:
             task_status.started()
             async for event in events:
                 if event.kind != "status":
-                    got.append(event.kind)
+                    got.append((event.kind, event.time))
                 if event.kind == "removed":
                     return
 
-    async with trio.open_nursery() as nursery:
-        await nursery.start(reader)
-        m.add(trisup.new_service("a", trio.sleep_forever))
-        await trio.sleep(1)
-        await m.delete("a")
-    assert got == ["added", "removed"]
+    with trio.fail_after(10):
+        async with trio.open_nursery() as nursery:
+            await nursery.start(reader)
+            m.add(trisup.new_service("a", trio.sleep_forever))
+            await trio.sleep(1)
+            await m.delete("a")
+    assert got == [("added", 0), ("removed", 1)]
+
+    async with m.subscribe() as events:
+        m.add(trisup.new_service("b", trio.sleep_forever))
+    with trio.fail_after(10):  # what was buffered, then the end
+        assert [event.kind async for event in events] == ["added"]
 
 
 async def test_subscribe_validates() -> None:
@@ -142,9 +156,17 @@ async def test_logging_made_from_events(
     m.add(trisup.new_service("svc", _fail_after, 1), max_restarts=1)
     with trio.move_on_after(5):
         await m.serve()
-    kinds = [r.__dict__["event"] for r in caplog.records if r.name == "trisup"]
-    assert "backing_off" in kinds
-    assert "failed" in kinds
+    kinds = [(r.__dict__["event"], r.levelno) for r in caplog.records if r.name == "trisup"]
+    # starting, ready and restarting log at DEBUG; the second, identical failure too
+    assert kinds == [
+        ("added", logging.INFO),
+        ("manager_started", logging.INFO),
+        ("exited", logging.WARNING),
+        ("backing_off", logging.INFO),
+        ("failed", logging.ERROR),
+        ("manager_stopping", logging.INFO),
+        ("manager_stopped", logging.INFO),
+    ]
     backoff = next(r for r in caplog.records if r.__dict__.get("event") == "backing_off")
     assert backoff.__dict__["delay"] == 1.0
     assert backoff.__dict__["manager"] == "root"

@@ -88,7 +88,7 @@ def _check(text: str, tmp: Path) -> None:
     try:
         parse_config(text, file=FILE, base_dir=tmp)
     except ConfigError as exc:
-        assert str(exc).startswith(FILE), str(exc)
+        assert str(exc).startswith(f"{FILE}: "), str(exc)
         assert exc.file == FILE
 
 

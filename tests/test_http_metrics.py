@@ -19,6 +19,23 @@ from trisup.http import ConsoleService, SupervisorCollector
 
 S = ServiceStatus
 Samples = dict[tuple[str, frozenset[tuple[str, str]]], float]
+COUNTERS = (
+    "trisup_service_starts",
+    "trisup_service_errors",
+    "trisup_service_successes",
+    "trisup_service_run_seconds",
+)
+GAUGES = (
+    "trisup_service_up",
+    "trisup_service_status",
+    "trisup_service_restarts",
+    "trisup_service_restarts_in_window",
+    "trisup_service_consecutive_failures",
+    "trisup_service_restart_delay_seconds",
+    "trisup_service_uptime_seconds",
+    "trisup_manager_state",
+    "trisup_manager_services",
+)
 
 
 async def _fail_after(t: float) -> None:
@@ -65,7 +82,7 @@ async def test_metrics_of_a_crash_loop(autojump_clock: trio.testing.MockClock) -
         response = await client.get("/metrics")
         nursery.cancel_scope.cancel()
     assert response.status_code == 200
-    assert response.headers["content-type"].startswith("text/plain; version=0.0.4")
+    assert response.headers["content-type"] == "text/plain; version=0.0.4; charset=utf-8"
     samples, types = _samples(response.text)
     app = {"manager": "app"}
     flappy = {**app, "service": "flappy"}
@@ -90,8 +107,7 @@ async def test_metrics_of_a_crash_loop(autojump_clock: trio.testing.MockClock) -
     assert _at(samples, "trisup_manager_state", **app, state="serving") == 1
     assert _at(samples, "trisup_manager_state", **app, state="stopping") == 0
     assert _at(samples, "trisup_manager_services", **app) == 4
-    assert types["trisup_service_starts"] == "counter"
-    assert types["trisup_service_up"] == "gauge"
+    assert types == {name: "counter" for name in COUNTERS} | {name: "gauge" for name in GAUGES}
     for name, _ in samples:  # Prometheus naming: a prefix, snake case, base units
         assert re.fullmatch(r"trisup_(service|manager)_[a-z_]+", name), name
         assert "millis" not in name and "ns" not in name.split("_")
@@ -107,11 +123,12 @@ async def test_openmetrics_on_request(autojump_clock: trio.testing.MockClock) ->
         accept = {"Accept": "application/openmetrics-text; version=1.0.0"}
         response = await client.get("/metrics", headers=accept)
         nursery.cancel_scope.cancel()
-    assert response.headers["content-type"].startswith("application/openmetrics-text")
+    # prometheus_client may add parameters after these (escaping=...)
+    content_type = response.headers["content-type"]
+    assert content_type.startswith("application/openmetrics-text; version=1.0.0; charset=utf-8")
     assert response.text.endswith("# EOF\n")
     families = openmetrics_families(response.text)  # type: ignore[no-untyped-call]  # untyped
-    names = {family.name for family in families}
-    assert {"trisup_service_starts", "trisup_service_up", "trisup_manager_state"} <= names
+    assert {family.name for family in families} == {*COUNTERS, *GAUGES}
 
 
 async def test_a_registry_of_ones_own(autojump_clock: trio.testing.MockClock) -> None:

@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import json
+import re
 import socket
 from collections.abc import AsyncGenerator
 from contextlib import asynccontextmanager
+from typing import cast
 
 import httpx
 import pytest
@@ -31,8 +33,9 @@ async def running(
     manager.add(console)
     async with trio.open_nursery() as nursery:
         await nursery.start(manager.serve)
-        assert console.urls
-        async with httpx.AsyncClient(base_url=console.urls[0], timeout=10) as client:
+        (url,) = console.urls
+        assert re.fullmatch(r"http://127\.0\.0\.1:[1-9][0-9]*", url), url
+        async with httpx.AsyncClient(base_url=url, timeout=10) as client:
             yield console, client
         nursery.cancel_scope.cancel()
 
@@ -100,6 +103,16 @@ class EventStream:
                 return name, json.loads(data)
         return None
 
+    async def until(self, kind: str, **fields: object) -> dict[str, object]:
+        """The data of the next event of *kind* with these *fields*; the stream must not end."""
+        while True:
+            message = await self.message()
+            assert message is not None, f"the stream ended before a {kind!r} event"
+            name, data = message
+            assert name == "message"
+            if data["kind"] == kind and all(data[k] == v for k, v in fields.items()):
+                return data
+
 
 @asynccontextmanager
 async def event_stream(console: ConsoleService, method: str = "GET") -> AsyncGenerator[EventStream]:
@@ -152,17 +165,10 @@ async def test_event_stream() -> None:
             assert snapshot["manager"] == {"name": "app", "state": "serving"}
             assert snapshot["phases"] == {"worker": "running", "console": "running"}
             assert snapshot["token_required"] is False
-            services = snapshot["services"]
-            assert isinstance(services, list) and services[0]["name"] == "worker"
+            services = cast("list[dict[str, object]]", snapshot["services"])
+            assert [s["name"] for s in services] == ["worker", "console"]
             await client.post(f"{PREFIX}/api/service/worker/stop", headers=POST)
-            seen: list[dict[str, object]] = []
-            while (message := await stream.message()) is not None:
-                assert message[0] == "message"
-                seen.append(message[1])
-                if message[1]["kind"] == "stopped":
-                    break
-            status = next(d for d in seen if d["kind"] == "status")
-            assert status["service"] == "worker"
+            status = await stream.until("status", service="worker")
             assert (status["old"], status["new"], status["phase"]) == (
                 "running",
                 "stopped",
@@ -172,22 +178,17 @@ async def test_event_stream() -> None:
             assert isinstance(info, dict) and info["status"] == "stopped"
             assert isinstance(status["ts"], float)
             assert status["message"] == "worker: running -> stopped"
+            await stream.until("stopped", service="worker")
             await client.post(f"{PREFIX}/api/service/worker/start", headers=POST)
-            while (message := await stream.message()) is not None:
-                data = message[1]
-                if data["kind"] == "status" and data["new"] == "running":
-                    assert data["phase"] == "running"
-                    break
+            status = await stream.until("status", service="worker", new="running")
+            assert status["phase"] == "running"
             await m.delete("worker")
-            while (message := await stream.message()) is not None:
-                data = message[1]
-                if data["kind"] == "removed":
-                    assert (data["service"], data["phase"], data["info"]) == (
-                        "worker",
-                        "removed",
-                        None,
-                    )
-                    break
+            removed = await stream.until("removed")
+            assert (removed["service"], removed["phase"], removed["info"]) == (
+                "worker",
+                "removed",
+                None,
+            )
 
 
 async def test_stream_heartbeat_and_limit(monkeypatch: pytest.MonkeyPatch) -> None:

@@ -86,14 +86,19 @@ class Terminal:
         return self.proc.wait(timeout=within)
 
 
+def cells(line: str) -> list[str]:
+    """The cells of one drawn table row (none for another line)."""
+    return [c.strip() for c in re.split(r"[│┃]", line)[1:-1]]
+
+
 def last_table(text: str) -> dict[str, list[str]]:
     """The rows of the last table drawn: service name -> cells."""
     start = text.rfind("\n", 0, text.rfind("SERVICE")) + 1
     rows: dict[str, list[str]] = {}
     for line in text[start:].splitlines()[1:]:
-        cells = [c.strip() for c in re.split(r"[│┃]", line)[1:-1]]
-        if len(cells) == 8 and cells[0]:
-            rows[cells[0]] = cells
+        row = cells(line)
+        if len(row) == 8 and row[0]:
+            rows[row[0]] = row
     return rows
 
 
@@ -141,9 +146,8 @@ def test_trisup_run_draws_a_live_table_in_a_terminal(tmp_path: Path) -> None:
             "LAST ERROR",
         ]
         worker = last_table(text)["worker"]
-        assert worker[2:5] == ["1", "0", "1"]
-        assert worker[6] == "30s"
-        assert worker[7].startswith("exited with code 1; stderr: queue unreachable")
+        error = "exited with code 1; stderr: queue unreachable"
+        assert worker == ["worker", "crashing", "1", "0", "1", "-", "30s", error]
         assert "web | listening" in text  # process output printed above the table
         assert b"\x1b[" in term.output  # colours and cursor movement: a real live view
         term.proc.send_signal(signal.SIGTERM)
@@ -153,7 +157,11 @@ def test_trisup_run_draws_a_live_table_in_a_terminal(tmp_path: Path) -> None:
             term.proc.kill()
             term.proc.wait()
     final = last_table(plain(term.output))
-    assert final["web"][1] in ("idle", "stopped")
+    # a shutdown stops nothing by hand: web is idle; worker, stopped while backing off, error
+    assert final == {
+        "web": ["web", "idle", "1", "0", "0", "-", "1s", "-"],
+        "worker": ["worker", "error", "1", "0", "1", "-", "30s", error],
+    }
     assert "received SIGTERM, shutting down gracefully" in plain(term.output)
 
 
@@ -181,9 +189,10 @@ async def test_live_view_in_process_redraws_on_events() -> None:
                 await trio.sleep(0.01)
             nursery.cancel_scope.cancel()
     text = plain(out.getvalue().encode())
-    assert "test · 3 services" in text
-    assert "nested/inner" in text
-    assert "nope" in text
+    assert "test · 3 services, 1 crashing, 2 running · up " in text
+    rows = [cells(line) for line in text.splitlines()]
+    assert ["bad", "crashing", "1", "0", "1", "-", "1m0s", "nope"] in rows
+    assert ["nested/inner", "running", "1", "0", "0"] in [row[:5] for row in rows]
 
 
 def test_rich_table_and_log_handler() -> None:
@@ -207,10 +216,10 @@ def test_rich_table_and_log_handler() -> None:
         {"msg": "careful", "manager": "app", "levelno": logging.WARNING, "created": 0}
     )
     handler.emit(warning)
-    text = out.getvalue()
-    assert "web" in text and "failed" in text and "[bold]x[/bold]" in text
-    assert "web | [red]not markup[/red]" in text
-    assert "app: careful" in text
+    lines = out.getvalue().splitlines()
+    assert ["web", "failed", "0", "0", "0", "-", "", "[bold]x[/bold]"] in map(cells, lines)
+    assert re.fullmatch(r"\d\d:\d\d:\d\d web \| \[red\]not markup\[/red\]", lines[-2])
+    assert re.fullmatch(r"\d\d:\d\d:\d\d app: careful", lines[-1])
 
 
 def test_no_live_view_without_a_terminal() -> None:

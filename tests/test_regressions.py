@@ -256,9 +256,8 @@ def test_huge_int_duration_is_a_value_error(huge: int) -> None:
     with pytest.raises(ValueError, match="max_restart_delay"):
         m.add(trisup.new_service("svc", trio.sleep_forever), trisup.with_backoff(huge, 2))
     assert not m.has("svc")
-    if huge > 0 and huge < 10**1000:
-        with pytest.raises(ValueError, match="stop_timeout"):
-            trisup.Manager(stop_timeout=huge)
+    with pytest.raises(ValueError, match="stop_timeout"):
+        trisup.Manager(stop_timeout=huge)
 
 
 class Unprintable:

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import itertools
 import os
 import socket
 from collections.abc import AsyncGenerator
@@ -81,11 +80,20 @@ async def test_ready_status_and_stopping(
     async with notify_socket(monkeypatch, str(tmp_path / "notify")) as received:
         with trio.move_on_after(5):
             await m.serve()
-    ready = [(t, text) for t, text in received if "READY=1" in text]
+    ready = [(t, text) for t, text in received if text.startswith("READY=1")]
     assert ready == [(2, "READY=1\nSTATUS=app: 3 services, 3 running")]
     assert received[-1] == (5, "STOPPING=1\nSTATUS=stopping")
-    assert all(text.startswith(("STATUS=", "READY=1", "STOPPING=1")) for _, text in received)
-    assert not any("WATCHDOG" in text for _, text in received)
+    summaries = [(t, text) for t, text in received if text.startswith("STATUS=")]
+    assert len(received) == len(summaries) + len(ready) + 1  # nothing else (no WATCHDOG)
+    if notify_first:  # a summary at once, then at most one a second while the others start
+        assert summaries[:2] == [
+            (0, "STATUS=app: 3 services, 1 running, 2 idle"),
+            (1, "STATUS=app: 3 services, 1 running, 1 starting, 1 idle"),
+        ]
+        # warm's readiness and the end of the rate limit meet at 2: Trio orders them at random
+        assert summaries[2:] in ([], [(2, "STATUS=app: 3 services, 2 running, 1 idle")])
+    else:
+        assert summaries == []
 
 
 async def test_watchdog_pings(
@@ -117,9 +125,13 @@ async def test_abstract_socket_and_status_rate(
     async with notify_socket(monkeypatch, address) as received:
         with trio.move_on_after(10):
             await m.serve()
+    assert received[:2] == [
+        (0, "STATUS=app: 2 services, 1 running, 1 idle"),
+        (0, "READY=1\nSTATUS=app: 2 services, 2 running"),
+    ]
+    # flappy changes every 0.25 s: a summary every second, never more often
     statuses = [t for t, text in received if text.startswith("STATUS=app")]
-    assert len(statuses) >= 5
-    assert all(b - a >= 1 for a, b in itertools.pairwise(statuses))
+    assert statuses == [0, 1, 2, 3, 4, 5, 6, 7, 8, 9]
     assert received[-1] == (10, "STOPPING=1\nSTATUS=stopping")
 
 
@@ -160,7 +172,7 @@ async def test_unreachable_socket_fails_the_service(
         await m.serve()
     info = m.get_service_info("systemd-notify")
     assert info.status is S.FAILED
-    assert isinstance(info.error, OSError)
+    assert type(info.error) is FileNotFoundError  # connecting to a path nobody bound
 
 
 def test_watchdog_interval() -> None:

@@ -33,7 +33,9 @@ async def test_scripted_service_timeline(autojump_clock: trio.testing.MockClock)
     # fails at 2; restarts at 3, runs 11 s and returns cleanly at 14; restarts at 16
     assert svc.starts == [0, 3, 16]
     assert rec.timeline("db", "exited") == [2, 14, 30]
-    assert rec.kinds("db")[:4] == ["starting", "ready", "exited", "backing_off"]
+    attempt = ["starting", "ready", "exited"]
+    again = ["backing_off", "restarting"]
+    assert rec.kinds("db") == [*attempt, *again, *attempt, *again, *attempt, "stopped"]
     assert rec.lost == 0
 
 
@@ -49,15 +51,19 @@ async def test_ready_after(autojump_clock: trio.testing.MockClock) -> None:
 async def test_serving_reraises_fatal(autojump_clock: trio.testing.MockClock) -> None:
     """serving re-raises an error of serve at the end of the block."""
 
+    error = trisup.FatalError(None, trisup.ExitStatus.RESTART)
+
     async def fatal() -> None:
         await trio.sleep(1)
-        raise trisup.FatalError(None, trisup.ExitStatus.RESTART)
+        raise error
 
     m = trisup.Manager()
     m.add(trisup.new_service("f", fatal))
-    with pytest.raises(trisup.FatalError):
+    with pytest.raises(trisup.FatalError) as caught:
         async with serving(m):
             await trio.sleep(5)
+    assert caught.value is error
+    assert trio.current_time() == 5  # serve ended at 1; the block ran to its end
 
 
 async def test_start_supervised_fixture(
@@ -80,28 +86,36 @@ def test_script_validation() -> None:
 
 
 @pytest.mark.parametrize(
-    "config",
+    ("config", "starts"),
     [
-        {},
-        {"max_restarts": 1},
-        {"max_restarts": 3, "max_restarts_in_window": 0, "backoff_multiplier": 1.5},
-        {"max_restart_delay": 4.0, "max_restarts_in_window": 0, "max_restarts": 6},
-        {"restart_window": 5.0, "max_restarts_in_window": 2},
+        ({}, (0, 1, 3, 7, 15, 31)),
+        ({"max_restarts": 1}, (0, 1)),
+        (
+            {"max_restarts": 3, "max_restarts_in_window": 0, "backoff_multiplier": 1.5},
+            (0, 1, 2.5, 4.75),
+        ),
+        (
+            {"max_restart_delay": 4.0, "max_restarts_in_window": 0, "max_restarts": 6},
+            (0, 1, 3, 7, 11, 15, 19),
+        ),
+        # the third failure, at 3, finds 2 restarts (at 1 and 3) within the last 5 s
+        ({"restart_window": 5.0, "max_restarts_in_window": 2}, (0, 1, 3)),
     ],
 )
 async def test_schedule_matches_real_timeline(
-    config: dict[str, float], autojump_clock: trio.testing.MockClock
+    config: dict[str, float], starts: tuple[float, ...], autojump_clock: trio.testing.MockClock
 ) -> None:
-    """ServiceConfig.schedule(n) predicts the real restart timeline exactly."""
+    """ServiceConfig.schedule(n) predicts the real restart timeline exactly (SPEC §4)."""
     cfg = trisup.ServiceConfig(**config)  # type: ignore[arg-type]
     preview = cfg.schedule(50)
+    assert (preview.starts, preview.failed_at) == (starts, starts[-1])
     svc = scripted_service("s", [fail_after(0)] * 60)
     m = trisup.Manager()
     m.add_with_config(svc, cfg)
     async with serving(m):
         await m.wait_status("s", S.FAILED)
-        assert trio.current_time() == preview.failed_at
-    assert tuple(svc.starts) == preview.starts
+        assert trio.current_time() == starts[-1]
+    assert tuple(svc.starts) == starts
 
 
 def test_schedule_defaults() -> None:

@@ -200,16 +200,21 @@ async def _crash_after(t: float, log: list[str]) -> None:
 
 async def test_intensity_off_by_default(autojump_clock: trio.testing.MockClock) -> None:
     """Without intensity a flapping service never ends the manager."""
+    log: list[str] = []
     m = trisup.Manager()
     m.add(
-        trisup.new_service("f", _crash_after, 0.5, []),
+        trisup.new_service("f", _crash_after, 0.5, log),
         restart_delay=0.5,
         backoff_multiplier=1.0,
         max_restarts_in_window=0,
     )
-    with trio.move_on_after(100):
-        await m.serve()
-    assert trio.current_time() == 100
+    async with trio.open_nursery() as n:
+        await n.start(m.serve)
+        await trio.sleep(99.75)  # starts at 0, 1, ..., 99; crashes half a second later
+        info = m.get_service_info("f")
+        assert (info.status, info.metric.start_count, info.restart_count) == (S.CRASHING, 100, 99)
+        assert log == [f"{k + 0.5:g} crash" for k in range(100)]
+        n.cancel_scope.cancel()
 
 
 async def test_run_returns_error_for_intensity(autojump_clock: trio.testing.MockClock) -> None:
