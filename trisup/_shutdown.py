@@ -95,7 +95,7 @@ async def stop_in_order(hub: EventHub, runners: Iterable[Runner], stop_timeout: 
             "manager %s: services still running after the stop phase: %s",
             manager,
             names,
-            extra={"manager": manager, "event": "stop_timed_out", "services": names},
+            extra={"manager": manager, "event": "stop_phase_timed_out", "services": names},
         )
 
 
