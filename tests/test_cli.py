@@ -63,6 +63,7 @@ command = [{PY}, "-c", "import time; time.sleep(60)"]
 env = {{ PGPORT = "5433" }}
 stop_timeout = 4
 restart_policy = "on_failure"
+start_timeout = "None"
 
 [services.web]
 command = "python3 -m http.server 8000"
@@ -74,6 +75,8 @@ restart_delay = 0.5
 max_restarts = 3
 fatal_exit_codes = [2]
 depends_on = ["db"]
+start_timeout = 5
+critical = false
 """
 
 
@@ -97,18 +100,24 @@ def test_a_valid_file_builds_the_manager(tmp_path: Path) -> None:
     db_config, web_config = plan.services[0].config, plan.services[1].config
     assert db_config.restart_policy is RestartPolicy.ON_FAILURE
     assert db_config.stop_timeout == 4.0
+    assert (db_config.start_timeout, db_config.critical) == (None, True)
     assert (web_config.restart_delay, web_config.max_restarts) == (0.5, 3)
+    assert (web_config.start_timeout, web_config.critical) == (5.0, False)
     assert plan.services[1].depends_on == ("db",)
 
 
 def test_repairs_are_applied_and_logged_once(caplog: pytest.LogCaptureFixture) -> None:
     """Out-of-range values get the seed's repair when the file is loaded, as add() does."""
     caplog.set_level(logging.WARNING, logger="trisup")
-    plan = parse(f"[services.x]\ncommand = [{PY}]\nrestart_delay = -1\n")
+    plan = parse(f"[services.x]\ncommand = [{PY}]\nrestart_delay = -1\nstart_timeout = 0\n")
     assert plan.services[0].config.restart_delay == 1.0
+    assert plan.services[0].config.start_timeout == 60.0
     build(plan)
     repairs = [r for r in caplog.records if getattr(r, "event", None) == "config_repaired"]
-    assert len(repairs) == 1
+    assert [(r.__dict__["field"], r.__dict__["used"]) for r in repairs] == [
+        ("restart_delay", 1.0),
+        ("start_timeout", 60.0),
+    ]
 
 
 @pytest.mark.parametrize(
@@ -141,6 +150,26 @@ def test_repairs_are_applied_and_logged_once(caplog: pytest.LogCaptureFixture) -
         (
             "[services.web]\ncommand = ['x']\nauto_start = 1\n",
             "[services.web] auto_start: must be a bool, not int",
+        ),
+        (
+            "[services.web]\ncommand = ['x']\nstart_timeout = true\n",
+            '[services.web] start_timeout: must be a number of seconds or "none", not bool',
+        ),
+        (
+            "[services.web]\ncommand = ['x']\nstart_timeout = [60]\n",
+            '[services.web] start_timeout: must be a number of seconds or "none", not list',
+        ),
+        (
+            "[services.web]\ncommand = ['x']\nstart_timeout = 'forever'\n",
+            "[services.web] start_timeout: must be a number of seconds or \"none\", not 'forever'",
+        ),
+        (
+            "[services.web]\ncommand = ['x']\nstart_timeout = inf\n",
+            "[services.web] start_timeout: must be finite, not inf",
+        ),
+        (
+            "[services.web]\ncommand = ['x']\ncritical = 'yes'\n",
+            "[services.web] critical: must be a bool, not str",
         ),
         (
             "[services.web]\ncommand = ['x']\nrestart_policy = 'sometimes'\n",

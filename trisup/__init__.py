@@ -11,21 +11,25 @@ from ._background import BackgroundServe
 from ._config import (
     Option,
     ServiceConfig,
+    ServiceFields,
     with_auto_start,
     with_backoff,
     with_max_restarts,
     with_restart_delay,
     with_restart_policy,
     with_restart_window,
+    with_start_timeout,
 )
 from ._context import CurrentService, current_service
 from ._errors import (
     DoNotRestart,
     FatalError,
     RestartIntensityExceeded,
+    RestartNow,
     ServiceAlreadyExists,
     ServiceNotFound,
     ServiceRunning,
+    ServiceStartTimeout,
     ServiceStopped,
     ServiceStopTimeout,
     SupervisorError,
@@ -35,6 +39,7 @@ from ._errors import (
     is_fatal_err,
     is_no_restart,
     no_restart,
+    restart_now,
 )
 from ._manager import Manager
 from ._service import Service, new_service
@@ -55,13 +60,16 @@ __all__ = [
     "Option",
     "ProcessService",
     "RestartIntensityExceeded",
+    "RestartNow",
     "RestartPolicy",
     "Service",
     "ServiceAlreadyExists",
     "ServiceConfig",
+    "ServiceFields",
     "ServiceInfo",
     "ServiceNotFound",
     "ServiceRunning",
+    "ServiceStartTimeout",
     "ServiceStatus",
     "ServiceStopTimeout",
     "ServiceStopped",
@@ -76,10 +84,12 @@ __all__ = [
     "is_no_restart",
     "new_service",
     "no_restart",
+    "restart_now",
     "with_auto_start",
     "with_backoff",
     "with_max_restarts",
     "with_restart_delay",
     "with_restart_policy",
     "with_restart_window",
+    "with_start_timeout",
 ]

@@ -11,8 +11,9 @@ from __future__ import annotations
 import dataclasses
 import logging
 import math
+from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import final
+from typing import TypedDict, final
 
 from ._backoff import Schedule, preview
 from ._errors import safe_repr
@@ -21,7 +22,9 @@ from ._status import RestartPolicy
 __all__ = [
     "Option",
     "ServiceConfig",
+    "ServiceFields",
     "build_config",
+    "parse_policy",
     "repair",
     "with_auto_start",
     "with_backoff",
@@ -29,6 +32,7 @@ __all__ = [
     "with_restart_delay",
     "with_restart_policy",
     "with_restart_window",
+    "with_start_timeout",
 ]
 
 logger = logging.getLogger("trisup")
@@ -43,6 +47,7 @@ _FLOAT_FIELDS = (
     "stop_timeout",
     "grace_period",
 )
+_BOOL_FIELDS = ("auto_start", "critical")
 
 
 @final
@@ -66,6 +71,10 @@ class ServiceConfig:
         grace_period: how long a stop lets the service wind down on its own (it
             sees ``trisup.current_service().stop_requested`` set) before it is
             cancelled; 0 cancels at once.
+        start_timeout: how long an attempt may take to report ready (call
+            ``task_status.started()``, or enter ``serve`` for a plain service)
+            before it is cancelled and counted as a failure; ``None`` for no limit.
+        critical: whether readiness summaries (``/readyz``) count this service.
     """
 
     restart_policy: RestartPolicy = RestartPolicy.ALWAYS
@@ -79,6 +88,8 @@ class ServiceConfig:
     jitter: float = 0.0
     stop_timeout: float = 10.0
     grace_period: float = 0.0
+    start_timeout: float | None = 60.0
+    critical: bool = True
 
     def schedule(self, failures: int) -> Schedule:
         """Preview the restarts of a service that fails at once *failures* times.
@@ -121,8 +132,18 @@ class ServiceConfig:
             if not finite(value):
                 raise ValueError(f"{field} must be finite, not {safe_repr(value)}")
             object.__setattr__(self, field, float(value))
-        if not isinstance(self.auto_start, bool):
-            raise TypeError(f"auto_start must be a bool, not {type(self.auto_start).__name__}")
+        timeout: object = self.start_timeout
+        if timeout is not None:
+            if isinstance(timeout, bool) or not isinstance(timeout, (int, float)):
+                kind = type(timeout).__name__
+                raise TypeError(f"start_timeout must be a number of seconds or None, not {kind}")
+            if not finite(timeout):
+                raise ValueError(f"start_timeout must be finite, not {safe_repr(timeout)}")
+            object.__setattr__(self, "start_timeout", float(timeout))
+        for field in _BOOL_FIELDS:
+            value = getattr(self, field)
+            if not isinstance(value, bool):
+                raise TypeError(f"{field} must be a bool, not {type(value).__name__}")
 
 
 def finite(value: float) -> bool:
@@ -134,7 +155,45 @@ def finite(value: float) -> bool:
 
 
 _POLICY_VALUES = frozenset(int(p) for p in RestartPolicy)
+_POLICY_NAMES = {p.name.lower(): p for p in RestartPolicy}
 FIELD_NAMES = frozenset(f.name for f in dataclasses.fields(ServiceConfig))
+
+
+class ServiceFields(TypedDict, total=False):
+    """The keywords of `Manager.add`: the `ServiceConfig` fields, each optional.
+
+    ``restart_policy`` also takes an ``int`` or a policy's name (``"never"``,
+    ``"on_failure"``, ``"always"``, any case), as in a TOML file.
+
+    .. versionadded:: 0.2.0
+    """
+
+    restart_policy: RestartPolicy | int | str
+    max_restarts: int
+    restart_delay: float
+    max_restart_delay: float
+    restart_window: float
+    max_restarts_in_window: int
+    backoff_multiplier: float
+    auto_start: bool
+    jitter: float
+    stop_timeout: float
+    grace_period: float
+    start_timeout: float | None
+    critical: bool
+
+
+def parse_policy(name: str) -> RestartPolicy:
+    """The policy called *name*: ``"never"``, ``"on_failure"`` (or ``"on-failure"``), any case.
+
+    Raises:
+        ValueError: no policy has that name.
+    """
+    policy = _POLICY_NAMES.get(name.lower().replace("-", "_"))
+    if policy is None:
+        choices = ", ".join(repr(p) for p in _POLICY_NAMES)
+        raise ValueError(f"restart_policy must be one of {choices}, not {safe_repr(name)}")
+    return policy
 
 
 @final
@@ -179,13 +238,23 @@ def with_restart_window(window: float, max_restarts: int) -> Option:
     return Option((("restart_window", window), ("max_restarts_in_window", max_restarts)))
 
 
-def build_config(options: tuple[object, ...], fields: dict[str, object]) -> ServiceConfig:
+def with_start_timeout(seconds: float | None) -> Option:
+    """Set how long an attempt may take to report ready (``None``: no limit).
+
+    .. versionadded:: 0.2.0
+    """
+    return Option((("start_timeout", seconds),))
+
+
+def build_config(options: tuple[object, ...], fields: Mapping[str, object]) -> ServiceConfig:
     """Build a config from the defaults, *options* in order, then keyword *fields*.
+
+    A string ``restart_policy`` among *fields* is a policy's name (`parse_policy`).
 
     Raises:
         TypeError: an option is not an `Option`, a keyword is not a field, or a
             value has the wrong type.
-        ValueError: a value is NaN or infinite.
+        ValueError: a value is NaN or infinite, or a policy name is unknown.
     """
     config = ServiceConfig()
     for option in options:
@@ -196,6 +265,9 @@ def build_config(options: tuple[object, ...], fields: dict[str, object]) -> Serv
     if unknown:
         raise TypeError(f"unknown ServiceConfig field: {', '.join(unknown)}")
     if fields:
+        policy = fields.get("restart_policy")
+        if isinstance(policy, str):
+            fields = {**fields, "restart_policy": parse_policy(policy)}
         config = dataclasses.replace(config, **fields)  # type: ignore[arg-type]  # checked by __post_init__
     return config
 
@@ -248,6 +320,8 @@ def repair(config: ServiceConfig, service: str, *, log: bool = True) -> ServiceC
         fix("stop_timeout", c.stop_timeout, 10.0)
     if c.grace_period < 0:
         fix("grace_period", c.grace_period, 0.0)
+    if c.start_timeout is not None and c.start_timeout <= 0:
+        fix("start_timeout", c.start_timeout, 60.0)
     if not fixed:
         return config
     return dataclasses.replace(config, **fixed)  # type: ignore[arg-type]  # values chosen above

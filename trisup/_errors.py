@@ -8,8 +8,11 @@
     │   ├── ServiceAlreadyExists (also ValueError)
     │   ├── ServiceStopped
     │   ├── ServiceRunning
-    │   └── ServiceStopTimeout
+    │   ├── ServiceStopTimeout
+    │   ├── ServiceStartTimeout      an attempt was not ready within start_timeout
+    │   └── RestartIntensityExceeded a manager gave up
     ├── DoNotRestart                 raised by a service: end without a restart
+    ├── RestartNow                   raised by a service: be restarted at once
     └── TerminateSupervisor          raised by a service: end the whole tree
         └── FatalError               ... with an ExitStatus
 
@@ -30,9 +33,11 @@ __all__ = [
     "DoNotRestart",
     "FatalError",
     "RestartIntensityExceeded",
+    "RestartNow",
     "ServiceAlreadyExists",
     "ServiceNotFound",
     "ServiceRunning",
+    "ServiceStartTimeout",
     "ServiceStopTimeout",
     "ServiceStopped",
     "SupervisorError",
@@ -44,6 +49,7 @@ __all__ = [
     "is_no_restart",
     "no_restart",
     "present",
+    "restart_now",
     "safe_repr",
 ]
 
@@ -99,6 +105,24 @@ class ServiceStopTimeout(SupervisorError):
 
 
 @final
+class ServiceStartTimeout(SupervisorError):
+    """An attempt did not report ready within its ``start_timeout``.
+
+    The failure recorded for that attempt (the attempt is cancelled): it counts
+    like any failure and the service's restart policy applies.
+
+    Attributes:
+        timeout: the ``start_timeout`` in seconds.
+
+    .. versionadded:: 0.2.0
+    """
+
+    def __init__(self, timeout: float) -> None:
+        super().__init__(f"not ready within {timeout:g}s")
+        self.timeout = timeout
+
+
+@final
 class RestartIntensityExceeded(SupervisorError):
     """Too many automatic restarts within a manager's ``period``: it gave up.
 
@@ -133,6 +157,32 @@ def no_restart(err: BaseException | None = None) -> DoNotRestart:
     exc = DoNotRestart()
     exc.__cause__ = err
     return exc
+
+
+class RestartNow(Exception):
+    """Raised by a service to be restarted at once.
+
+    Counted as a start, not as a failure: no backoff growth, ``consec_failures``
+    unchanged, and not counted against ``max_restarts``, the restart window or
+    the manager's intensity. An attempt that raises it within its first second
+    waits ``restart_delay`` first, so a loop never spins. A group whose every
+    leaf is a `RestartNow` counts as one; beside other errors it is a failure.
+
+    .. versionadded:: 0.2.0
+    """
+
+    def __str__(self) -> str:
+        if self.args:
+            return _safe_str(self.args[0])
+        return "restart now"
+
+
+def restart_now(reason: str | None = None) -> RestartNow:
+    """Return a `RestartNow` whose ``str`` is *reason* (``"restart now"`` without one).
+
+    .. versionadded:: 0.2.0
+    """
+    return RestartNow() if reason is None else RestartNow(reason)
 
 
 class TerminateSupervisor(Exception):

@@ -13,6 +13,8 @@ outcome                when (first match wins)                         rule
 ``CLEAN``              ``serve`` returned                              6
 ``FATAL``              a ``TerminateSupervisor`` / ``FatalError``      3
                        present (in groups and ``__cause__`` chains)
+``RESTART_NOW``        every leaf a ``RestartNow`` (a cause is kept:   RestartNow
+                       it says why; beside other errors: rules 4, 5)
 ``NO_RESTART``         every leaf a ``DoNotRestart`` without a cause   4
 ``NO_RESTART_FAILURE`` a ``DoNotRestart`` present, but not cleanly     4
 ``FAILURE``            any other ``Exception`` (also a ``Cancelled``   5
@@ -26,7 +28,7 @@ import enum
 
 import trio
 
-from ._errors import DoNotRestart, children, is_fatal_err, is_no_restart
+from ._errors import DoNotRestart, RestartNow, children, is_fatal_err, is_no_restart
 
 __all__ = [
     "CLEAN",
@@ -35,20 +37,26 @@ __all__ = [
     "FATAL",
     "NO_RESTART",
     "NO_RESTART_FAILURE",
+    "RESTART_NOW",
     "STOPPED",
-    "Outcome",
+    "AttemptOutcome",
     "classify",
     "escapes",
 ]
 
 
-class Outcome(enum.Enum):
-    """How an attempt ended; the value is the ``outcome`` of its `ServiceExited` event."""
+class AttemptOutcome(enum.Enum):
+    """How an attempt ended; the value is the ``outcome`` of its `ServiceExited` event.
+
+    Not ``outcome.Outcome`` (the captured result of a call, which ``serve_background``
+    hands back); this is the rule that result falls under.
+    """
 
     ESCAPE = "escape"
     STOPPED = "stopped"
     CLEAN = "clean"
     FATAL = "fatal"
+    RESTART_NOW = "restart_now"
     NO_RESTART = "no_restart"
     NO_RESTART_FAILURE = "no_restart_failure"
     FAILURE = "failure"
@@ -56,9 +64,10 @@ class Outcome(enum.Enum):
 
 # The members as module constants, for the code that runs once per attempt: an Enum
 # member looked up on its class costs ~70 ns on Python 3.11, a global ~5 ns.
-ESCAPE, STOPPED, CLEAN, FATAL = Outcome.ESCAPE, Outcome.STOPPED, Outcome.CLEAN, Outcome.FATAL
-NO_RESTART, NO_RESTART_FAILURE = Outcome.NO_RESTART, Outcome.NO_RESTART_FAILURE
-FAILURE = Outcome.FAILURE
+ESCAPE, STOPPED, CLEAN = AttemptOutcome.ESCAPE, AttemptOutcome.STOPPED, AttemptOutcome.CLEAN
+FATAL, RESTART_NOW = AttemptOutcome.FATAL, AttemptOutcome.RESTART_NOW
+NO_RESTART, NO_RESTART_FAILURE = AttemptOutcome.NO_RESTART, AttemptOutcome.NO_RESTART_FAILURE
+FAILURE = AttemptOutcome.FAILURE
 
 
 def escapes(error: BaseException) -> bool:
@@ -77,7 +86,15 @@ def _clean_no_restart(error: BaseException) -> bool:
     return isinstance(error, DoNotRestart) and error.__cause__ is None
 
 
-def classify(error: BaseException | None, *, stopped: bool) -> Outcome:
+def _restart_now(error: BaseException) -> bool:
+    """Whether every leaf is a `RestartNow`."""
+    members = children(error)
+    if members is not None:
+        return all(_restart_now(e) for e in members)
+    return isinstance(error, RestartNow)
+
+
+def classify(error: BaseException | None, *, stopped: bool) -> AttemptOutcome:
     """The outcome of an attempt that raised *error* (``None``: it returned).
 
     *stopped*: a stop of the attempt was requested before it ended.
@@ -90,6 +107,11 @@ def classify(error: BaseException | None, *, stopped: bool) -> Outcome:
         return STOPPED
     if is_fatal_err(error):
         return FATAL
+    if _restart_now(error):
+        return RESTART_NOW
     if is_no_restart(error):
         return NO_RESTART if _clean_no_restart(error) else NO_RESTART_FAILURE
     return FAILURE
+
+
+Outcome = AttemptOutcome  # removed once the runner imports AttemptOutcome
