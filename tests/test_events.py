@@ -149,3 +149,20 @@ async def test_logging_made_from_events(
     assert backoff.__dict__["delay"] == 1.0
     assert backoff.__dict__["manager"] == "root"
     assert backoff.getMessage() == "service svc restarting in 1s"
+
+
+async def test_a_stop_emits_service_stop_done(autojump_clock: trio.testing.MockClock) -> None:
+    """A stop's exit is a ServiceStopDone (kind "stopped"); the error name is not reused."""
+    m = trisup.Manager("m")
+    m.add(trisup.new_service("svc", trio.sleep_forever))
+    async with m.subscribe() as events, trio.open_nursery() as nursery:
+        await nursery.start(m.serve)
+        await trio.sleep(1.5)
+        await m.stop_service("svc")
+        done = [e for e in _sync_drain(events) if isinstance(e, ev.ServiceStopDone)]
+        nursery.cancel_scope.cancel()
+    assert done == [ev.ServiceStopDone(manager="m", time=1.5, service="svc")]
+    assert done[0].kind == "stopped"
+    assert done[0].message() == "service svc stopped"
+    assert "ServiceStopped" not in ev.__all__
+    assert not hasattr(ev, "ServiceStopped")

@@ -38,8 +38,8 @@ __all__ = [
     "ServiceRestarting",
     "ServiceStarting",
     "ServiceStatusChanged",
+    "ServiceStopDone",
     "ServiceStopTimedOut",
-    "ServiceStopped",
     "Subscription",
 ]
 
@@ -123,8 +123,8 @@ class ServiceExited(ServiceEvent):
 
     Attributes:
         outcome: ``"clean"`` (returned), ``"stopped"`` (stopped by the manager),
-            ``"failure"``, ``"no_restart"`` (a clean `DoNotRestart`),
-            ``"no_restart_failure"``, or ``"fatal"``.
+            ``"failure"``, ``"restart_now"`` (a `RestartNow`), ``"no_restart"``
+            (a clean `DoNotRestart`), ``"no_restart_failure"``, or ``"fatal"``.
         error: the exception, or ``None``.
         uptime: how long the attempt ran.
     """
@@ -178,8 +178,12 @@ class ServiceFailed(ServiceEvent):
 
 @final
 @dataclass(frozen=True, slots=True, kw_only=True)
-class ServiceStopped(ServiceEvent):
-    """The service's task exited after a stop."""
+class ServiceStopDone(ServiceEvent):
+    """The service's instance exited after a stop.
+
+    Named apart from the error ``trisup.ServiceStopped`` (kept for parity with
+    the Go package); the event's ``kind`` stays ``"stopped"``.
+    """
 
     kind: ClassVar[str] = "stopped"
 
@@ -368,3 +372,6 @@ class EventHub:
         """End every subscriber's stream (not used while serving)."""
         for sub in list(self._subscribers):
             self.unsubscribe(sub)
+
+
+ServiceStopped = ServiceStopDone  # removed once the runner imports ServiceStopDone

@@ -21,7 +21,7 @@ from ._events import (
     ServiceRestarting,
     ServiceStarting,
     ServiceStatusChanged,
-    ServiceStopped,
+    ServiceStopDone,
     ServiceStopTimedOut,
     Subscription,
 )
@@ -42,7 +42,7 @@ __all__ = [
     "ServiceRestarting",
     "ServiceStarting",
     "ServiceStatusChanged",
+    "ServiceStopDone",
     "ServiceStopTimedOut",
-    "ServiceStopped",
     "Subscription",
 ]
