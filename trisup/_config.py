@@ -92,11 +92,13 @@ class ServiceConfig:
     critical: bool = True
 
     def schedule(self, failures: int) -> Schedule:
-        """Preview the restarts of a service that fails at once *failures* times.
+        """Preview the restarts of a service that fails at once, up to *failures* times.
 
         Answers "how long until it gives up?": the start times (jitter not
-        applied; each delay may be up to ``1 + jitter`` times longer) and when
-        it is marked ``FAILED``. Out-of-range values are previewed as repaired.
+        applied; each delay may be up to ``1 + jitter`` times longer), when it
+        is marked ``FAILED`` and why (the runner's reason), or whether it is
+        restarted for ever. The arithmetic is the runner's own (`_backoff`).
+        Out-of-range values are previewed as repaired.
 
         Raises:
             ValueError: *failures* is not a non-negative int.
