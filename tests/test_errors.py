@@ -34,6 +34,29 @@ def test_no_restart() -> None:
     assert not trisup.is_no_restart(None)
 
 
+def test_restart_now() -> None:
+    """restart_now(reason) is a RestartNow whose str is the reason, or "restart now"."""
+    assert issubclass(trisup.RestartNow, Exception)
+    assert not issubclass(trisup.RestartNow, trisup.SupervisorError)
+    bare = trisup.restart_now()
+    assert type(bare) is trisup.RestartNow
+    assert str(bare) == "restart now"
+    assert str(trisup.RestartNow()) == "restart now"
+    assert str(trisup.restart_now("config reloaded")) == "config reloaded"
+    assert bare.__cause__ is None
+    assert trisup.restart_now() is not trisup.restart_now()
+
+
+def test_service_start_timeout() -> None:
+    """ServiceStartTimeout keeps the seconds and says "not ready within Ns"."""
+    assert issubclass(trisup.ServiceStartTimeout, trisup.SupervisorError)
+    err = trisup.ServiceStartTimeout(60.0)
+    assert str(err) == "not ready within 60s"
+    assert err.timeout == 60.0
+    assert str(trisup.ServiceStartTimeout(0.5)) == "not ready within 0.5s"
+    assert str(trisup.ServiceStartTimeout(1.25)) == "not ready within 1.25s"
+
+
 def test_as_fatal() -> None:
     """as_fatal wraps, keeps an existing FatalError, and str never raises."""
     err = RuntimeError("disk gone")

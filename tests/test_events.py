@@ -42,7 +42,8 @@ async def test_event_sequence_of_a_failing_service(autojump_clock: trio.testing.
     assert seen == [
         ("added", 0),
         ("manager_started", 0),
-        ("status", 0),  # idle -> running
+        ("status", 0),  # idle -> starting: spawned
+        ("status", 0),  # starting -> running: plain, ready once in serve
         ("starting", 0),
         ("ready", 0),
         ("exited", 1),
@@ -55,7 +56,12 @@ async def test_event_sequence_of_a_failing_service(autojump_clock: trio.testing.
         ("status", 3),  # crashing -> failed
         ("failed", 3),
     ]
-    assert changes == [(S.IDLE, S.RUNNING), (S.RUNNING, S.CRASHING), (S.CRASHING, S.FAILED)]
+    assert changes == [
+        (S.IDLE, S.STARTING),
+        (S.STARTING, S.RUNNING),
+        (S.RUNNING, S.CRASHING),
+        (S.CRASHING, S.FAILED),
+    ]
 
 
 async def test_exited_outcomes(autojump_clock: trio.testing.MockClock) -> None:
@@ -171,3 +177,20 @@ async def test_logging_made_from_events(
     assert backoff.__dict__["delay"] == 1.0
     assert backoff.__dict__["manager"] == "root"
     assert backoff.getMessage() == "service svc restarting in 1s"
+
+
+async def test_a_stop_emits_service_stop_done(autojump_clock: trio.testing.MockClock) -> None:
+    """A stop's exit is a ServiceStopDone (kind "stopped"); the error name is not reused."""
+    m = trisup.Manager("m")
+    m.add(trisup.new_service("svc", trio.sleep_forever))
+    async with m.subscribe() as events, trio.open_nursery() as nursery:
+        await nursery.start(m.serve)
+        await trio.sleep(1.5)
+        await m.stop_service("svc")
+        done = [e for e in _sync_drain(events) if isinstance(e, ev.ServiceStopDone)]
+        nursery.cancel_scope.cancel()
+    assert done == [ev.ServiceStopDone(manager="m", time=1.5, service="svc")]
+    assert done[0].kind == "stopped"
+    assert done[0].message() == "service svc stopped"
+    assert "ServiceStopped" not in ev.__all__
+    assert not hasattr(ev, "ServiceStopped")

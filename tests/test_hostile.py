@@ -34,9 +34,6 @@ from trisup import RestartPolicy, ServiceStatus
 S = ServiceStatus
 EXAMPLES = settings().max_examples  # the profile's: 300 in CI, more with HYPOTHESIS_PROFILE=fuzz
 FIELDS = tuple(f.name for f in dataclasses.fields(trisup.ServiceConfig))
-DURATIONS = tuple(
-    f for f in FIELDS if f not in ("restart_policy", "auto_start") and "max_restarts" not in f
-)
 
 HOSTILE = settings(
     max_examples=EXAMPLES,
@@ -157,6 +154,7 @@ OPTION_MAKERS: dict[str, Callable[[object], trisup.Option]] = {
     "backoff_multiplier": lambda v: trisup.with_backoff(60.0, v),  # type: ignore[arg-type]
     "restart_window": lambda v: trisup.with_restart_window(v, 5),  # type: ignore[arg-type]
     "max_restarts_in_window": lambda v: trisup.with_restart_window(300.0, v),  # type: ignore[arg-type]
+    "start_timeout": trisup.with_start_timeout,  # type: ignore[dict-item]
 }
 
 
@@ -246,7 +244,7 @@ def test_hostile_service_objects(
         (lambda m: m.add(good, option), {"option"}, "svc"),  # type: ignore[arg-type]
         (lambda m: m.add(good, depends_on=depends_on), {"depends_on"}, "svc"),  # type: ignore[arg-type]
         (lambda m: m.add_with_config(good, config), {"config"}, "svc"),  # type: ignore[arg-type]
-        (lambda m: trisup.new_service(name, serve), {"name", "async_fn"}, "svc"),  # type: ignore[arg-type]
+        (lambda m: trisup.new_service(name, serve), {"name", "async_fn"}, "svc"),  # type: ignore[call-overload]
     ]
     for call, named, registered_as in calls:
         m, before = sentinel_manager()

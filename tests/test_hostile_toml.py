@@ -24,6 +24,7 @@ KEYS = [
     "max_restart_delay", "restart_window", "max_restarts_in_window", "backoff_multiplier",
     "auto_start", "jitter", "stop_timeout", "grace_period", "depends_on", "ready_pattern",
     "ready_after", "stop_signal", "kill_after", "name", "bind", "prefix", "token", "bogus",
+    "start_timeout", "critical",
 ]  # fmt: skip
 _EXAMPLES: Counter[str] = Counter()
 # any character TOML can hold: everything but lone surrogates

@@ -275,7 +275,7 @@ def test_error_messages_survive_unprintable_values(value: object) -> None:
     with pytest.raises(TypeError, match="name"):
         trisup.Manager(name=value)  # type: ignore[arg-type]
     with pytest.raises(TypeError, match="name"):
-        trisup.new_service(value, trio.sleep_forever)  # type: ignore[arg-type]
+        trisup.new_service(value, trio.sleep_forever)  # type: ignore[call-overload]
     with pytest.raises(ValueError, match="strategy"):
         trisup.Manager(strategy=value)  # type: ignore[arg-type]
     m = trisup.Manager()

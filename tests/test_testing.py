@@ -8,6 +8,7 @@ import trio.testing
 
 import trisup
 from trisup import ServiceStatus
+from trisup import events as ev
 from trisup.testing import (
     Starter,
     fail_after,
@@ -105,17 +106,20 @@ def test_script_validation() -> None:
 async def test_schedule_matches_real_timeline(
     config: dict[str, float], starts: tuple[float, ...], autojump_clock: trio.testing.MockClock
 ) -> None:
-    """ServiceConfig.schedule(n) predicts the real restart timeline exactly (SPEC §4)."""
+    """ServiceConfig.schedule(n) predicts the real restart timeline and reason exactly."""
     cfg = trisup.ServiceConfig(**config)  # type: ignore[arg-type]
     preview = cfg.schedule(50)
     assert (preview.starts, preview.failed_at) == (starts, starts[-1])
     svc = scripted_service("s", [fail_after(0)] * 60)
     m = trisup.Manager()
     m.add_with_config(svc, cfg)
-    async with serving(m):
+    async with record_events(m) as recorder, serving(m):
         await m.wait_status("s", S.FAILED)
         assert trio.current_time() == starts[-1]
+        [failed] = [e for e in recorder.events if isinstance(e, ev.ServiceFailed)]
     assert tuple(svc.starts) == starts
+    assert failed.reason == preview.reason
+    assert preview.forever is False
 
 
 def test_schedule_defaults() -> None:
@@ -124,8 +128,12 @@ def test_schedule_defaults() -> None:
     assert s.starts == (0, 1, 3, 7, 15, 31)
     assert s.delays == (1, 2, 4, 8, 16)
     assert s.failed_at == 31
+    assert s.reason == "5 restarts within restart_window=300s"
+    assert s.forever is False
     unlimited = trisup.ServiceConfig(max_restarts_in_window=0).schedule(3)
     assert unlimited.failed_at is None
+    assert unlimited.reason is None
+    assert unlimited.forever is True
     assert unlimited.starts == (0, 1, 3, 7)
     with pytest.raises(ValueError, match="failures"):
         trisup.ServiceConfig().schedule(-1)

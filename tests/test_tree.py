@@ -202,6 +202,7 @@ async def test_intensity_off_by_default(autojump_clock: trio.testing.MockClock) 
     """Without intensity a flapping service never ends the manager."""
     log: list[str] = []
     m = trisup.Manager()
+    log: list[str] = []
     m.add(
         trisup.new_service("f", _crash_after, 0.5, log),
         restart_delay=0.5,
@@ -220,7 +221,8 @@ async def test_intensity_off_by_default(autojump_clock: trio.testing.MockClock) 
 async def test_run_returns_error_for_intensity(autojump_clock: trio.testing.MockClock) -> None:
     """run() returns ERROR when the manager gives up."""
     m = trisup.Manager("m", intensity=0, period=1)
-    m.add(trisup.new_service("f", _crash_after, 0.5, []))
+    log: list[str] = []
+    m.add(trisup.new_service("f", _crash_after, 0.5, log))
     assert await m.run() is trisup.ExitStatus.ERROR
     assert trio.current_time() == 0.5
 

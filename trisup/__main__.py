@@ -84,7 +84,10 @@ def build_parser() -> argparse.ArgumentParser:
         type=_count,
         default=10,
         metavar="N",
-        help="how many immediate failures each schedule plays out (default: %(default)d)",
+        help=(
+            "how many starts to list of a service that keeps restarting; one that gives up"
+            " is played out until it does (default: %(default)d)"
+        ),
     )
     status = commands.add_parser(
         "status",

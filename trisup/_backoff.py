@@ -25,7 +25,12 @@ def give_up_reason(
     max_restarts_in_window: int,
     restart_window: float,
 ) -> str | None:
-    """Why the restart path marks a service ``FAILED`` now (SPEC §4 steps 1-2), or ``None``."""
+    """Why the restart path gives up now (SPEC §4, steps 1 and 2), or ``None`` to go on.
+
+    *restart_count* counts the restarts since the last manual start, restart or
+    reset; *in_window* the restarts still within *restart_window* at this moment.
+    The reason is what the ``ServiceFailed`` event and the log say.
+    """
     if max_restarts > 0 and restart_count >= max_restarts:
         return f"max_restarts={max_restarts} reached"
     if max_restarts_in_window > 0 and in_window >= max_restarts_in_window:
@@ -97,12 +102,21 @@ class Schedule:
         delays: the wait before each restart (``starts[i + 1] - starts[i]``).
         failed_at: when it is marked ``FAILED``, or ``None`` if it is still
             being restarted after the failures previewed.
+        reason: why it is marked ``FAILED``, as the runner says it
+            (``"max_restarts=3 reached"``), or ``None``.
+        forever: it is never marked ``FAILED``, however many failures: there is
+            no ``max_restarts`` and the restarts within the window have settled
+            below ``max_restarts_in_window`` (or there is no window limit). Only
+            known once the preview has gone that far; jitter, which only
+            lengthens the delays, does not change it.
         max_jitter: each delay may be up to this factor longer (``1 + jitter``).
     """
 
     starts: tuple[float, ...]
     delays: tuple[float, ...]
     failed_at: float | None
+    reason: str | None = None
+    forever: bool = False
     max_jitter: float
 
 
@@ -117,7 +131,11 @@ def preview(
     max_restarts_in_window: int,
     jitter: float,
 ) -> Schedule:
-    """Replay the restart path of SPEC §4 for *failures* immediate failures."""
+    """Replay the restart path of SPEC §4 for up to *failures* immediate failures.
+
+    It stops early when the service gives up. The decisions are `give_up_reason`,
+    `RestartWindow` and `next_delay`, as in the runner.
+    """
     if isinstance(failures, bool) or not isinstance(failures, int) or failures < 0:
         raise ValueError(f"failures must be a non-negative int, not {failures!r}")
     now = 0.0
@@ -126,20 +144,36 @@ def preview(
     window = RestartWindow()
     delay = restart_delay
     failed_at: float | None = None
+    reason: str | None = None
+    # For ever: once the last max_restarts_in_window delays all equal the next one
+    # (growth has stopped) and a decision let it go on, every later decision sees
+    # the same window and says the same.
+    forever = max_restarts == 0 and max_restarts_in_window == 0
+    same = 0  # how many of the last delays equal the last one
     for _ in range(failures):
-        if max_restarts > 0 and len(delays) >= max_restarts:
+        reason = give_up_reason(
+            restart_count=len(delays),
+            max_restarts=max_restarts,
+            in_window=window.count(now, restart_window),
+            max_restarts_in_window=max_restarts_in_window,
+            restart_window=restart_window,
+        )
+        if reason is not None:
             failed_at = now
             break
-        if max_restarts_in_window > 0 and (
-            window.count(now, restart_window) >= max_restarts_in_window
-        ):
-            failed_at = now
-            break
+        if not max_restarts and same >= max_restarts_in_window and delays and delays[-1] == delay:
+            forever = True
         now += delay
+        same = same + 1 if delays and delays[-1] == delay else 1
         delays.append(delay)
         starts.append(now)
         window.record(now, max_restarts_in_window)
         delay = next_delay(delay, backoff_multiplier, max_restart_delay)
     return Schedule(
-        starts=tuple(starts), delays=tuple(delays), failed_at=failed_at, max_jitter=1.0 + jitter
+        starts=tuple(starts),
+        delays=tuple(delays),
+        failed_at=failed_at,
+        reason=reason,
+        forever=forever,
+        max_jitter=1.0 + jitter,
     )

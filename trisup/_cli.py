@@ -46,6 +46,10 @@ __all__ = [
 
 logger = logging.getLogger("trisup.cli")
 
+# How far `trisup check` plays out a schedule that has neither given up nor settled
+# into restarting for ever; a budget of more restarts than this is not previewed.
+PREVIEW_LIMIT = 10_000
+
 
 # ------------------------------------------------------------- supervising
 
@@ -259,16 +263,23 @@ def _describe_restarts(service: ServicePlan, failures: int) -> list[str]:
         lines.append("if it fails: never restarted; failed at t=0s")
         return lines
     plan = c.schedule(failures)
-    times = ", ".join(go_duration(t) for t in plan.starts)
-    text = f"if it fails at once: starts at t={times}"
+    if plan.failed_at is None and not plan.forever:  # play it out until it is decided
+        plan = c.schedule(PREVIEW_LIMIT)
+    starts = plan.starts
     if plan.failed_at is not None:
-        if c.max_restarts and len(plan.delays) >= c.max_restarts:
-            why = f"max_restarts={c.max_restarts} reached"
-        else:
-            why = f"{c.max_restarts_in_window} restarts within {go_duration(c.restart_window)}"
-        text += f"; failed at t={go_duration(plan.failed_at)} ({why})"
+        shown = [go_duration(t) for t in starts]
+        if len(starts) > failures + 2:  # the first ones, then the last
+            shown = [*shown[:failures], "...", f"{shown[-1]} ({len(starts)} starts)"]
+        text = f"if it fails at once: starts at t={', '.join(shown)}"
+        text += f"; failed at t={go_duration(plan.failed_at)} ({plan.reason})"
     else:
-        text += f"; still restarting after {failures} failures"
+        shown = [go_duration(t) for t in starts[: failures + 1]]
+        text = f"if it fails at once: starts at t={', '.join(shown)}, ..."
+        if plan.forever:
+            steady = c.max_restart_delay if c.backoff_multiplier > 1 else c.restart_delay
+            text += f"; restarts for ever (delay up to {go_duration(steady)})"
+        else:
+            text += f"; still restarting after {len(plan.delays)} failures (not played further)"
     lines.append(text)
     return lines
 

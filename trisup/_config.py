@@ -92,11 +92,13 @@ class ServiceConfig:
     critical: bool = True
 
     def schedule(self, failures: int) -> Schedule:
-        """Preview the restarts of a service that fails at once *failures* times.
+        """Preview the restarts of a service that fails at once, up to *failures* times.
 
         Answers "how long until it gives up?": the start times (jitter not
-        applied; each delay may be up to ``1 + jitter`` times longer) and when
-        it is marked ``FAILED``. Out-of-range values are previewed as repaired.
+        applied; each delay may be up to ``1 + jitter`` times longer), when it
+        is marked ``FAILED`` and why (the runner's reason), or whether it is
+        restarted for ever. The arithmetic is the runner's own (`_backoff`).
+        Out-of-range values are previewed as repaired.
 
         Raises:
             ValueError: *failures* is not a non-negative int.
@@ -164,6 +166,8 @@ class ServiceFields(TypedDict, total=False):
 
     ``restart_policy`` also takes an ``int`` or a policy's name (``"never"``,
     ``"on_failure"``, ``"always"``, any case), as in a TOML file.
+
+    .. versionadded:: 0.2.0
     """
 
     restart_policy: RestartPolicy | int | str
@@ -237,7 +241,10 @@ def with_restart_window(window: float, max_restarts: int) -> Option:
 
 
 def with_start_timeout(seconds: float | None) -> Option:
-    """Set how long an attempt may take to report ready (``None``: no limit)."""
+    """Set how long an attempt may take to report ready (``None``: no limit).
+
+    .. versionadded:: 0.2.0
+    """
     return Option((("start_timeout", seconds),))
 
 

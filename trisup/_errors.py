@@ -113,6 +113,8 @@ class ServiceStartTimeout(SupervisorError):
 
     Attributes:
         timeout: the ``start_timeout`` in seconds.
+
+    .. versionadded:: 0.2.0
     """
 
     def __init__(self, timeout: float) -> None:
@@ -165,6 +167,8 @@ class RestartNow(Exception):
     the manager's intensity. An attempt that raises it within its first second
     waits ``restart_delay`` first, so a loop never spins. A group whose every
     leaf is a `RestartNow` counts as one; beside other errors it is a failure.
+
+    .. versionadded:: 0.2.0
     """
 
     def __str__(self) -> str:
@@ -174,7 +178,10 @@ class RestartNow(Exception):
 
 
 def restart_now(reason: str | None = None) -> RestartNow:
-    """Return a `RestartNow` whose ``str`` is *reason* (``"restart now"`` without one)."""
+    """Return a `RestartNow` whose ``str`` is *reason* (``"restart now"`` without one).
+
+    .. versionadded:: 0.2.0
+    """
     return RestartNow() if reason is None else RestartNow(reason)
 
 

@@ -373,5 +373,3 @@ class EventHub:
         for sub in list(self._subscribers):
             self.unsubscribe(sub)
 
-
-ServiceStopped = ServiceStopDone  # removed once the runner imports ServiceStopDone

@@ -13,12 +13,12 @@ import time
 from collections.abc import AsyncGenerator, Awaitable, Callable, Iterable
 from contextlib import asynccontextmanager
 from functools import partial
-from typing import NoReturn, TypeVar, final
+from typing import NoReturn, TypeVar, Unpack, final
 
 import trio
 
 from ._background import BackgroundServe, call_hook, run_with_signals, serve_in_background
-from ._config import Option, ServiceConfig, build_config, finite, repair
+from ._config import Option, ServiceConfig, ServiceFields, build_config, finite, repair
 from ._context import ServeContext, trio_now
 from ._errors import (
     ServiceAlreadyExists,
@@ -145,7 +145,7 @@ class Manager:
         service: Service,
         *options: Option,
         depends_on: Iterable[str] = (),
-        **config: object,
+        **config: Unpack[ServiceFields],
     ) -> None:
         """Register *service*; options apply first, in order, then keywords.
 

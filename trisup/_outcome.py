@@ -113,5 +113,3 @@ def classify(error: BaseException | None, *, stopped: bool) -> AttemptOutcome:
         return NO_RESTART if _clean_no_restart(error) else NO_RESTART_FAILURE
     return FAILURE
 
-
-Outcome = AttemptOutcome  # removed once the runner imports AttemptOutcome

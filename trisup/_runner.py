@@ -701,6 +701,7 @@ class Runner:
                 self._move(FAILED)
                 self._failed("restart policy is never")
                 return _END
+            self._publish()  # CRASHING from the moment it failed
             return _RESTART
         if kind is STOPPED:  # rule 2
             self.success_count += 1

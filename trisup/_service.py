@@ -2,16 +2,19 @@
 
 from __future__ import annotations
 
+import functools
 import inspect
 from collections.abc import Awaitable, Callable
-from typing import Protocol, final, runtime_checkable
+from typing import Protocol, TypeVarTuple, final, overload, runtime_checkable
 
 import trio
 from trio import TaskStatus
 
 from ._errors import safe_repr
 
-__all__ = ["FunctionService", "Service", "accepts_task_status", "new_service"]
+__all__ = ["FunctionService", "Service", "accepts_task_status", "is_async_callable", "new_service"]
+
+PosArgsT = TypeVarTuple("PosArgsT")
 
 
 @runtime_checkable
@@ -84,16 +87,54 @@ class FunctionService:
         return f"<FunctionService {self.name!r} {getattr(self._fn, '__qualname__', self._fn)!r}>"
 
 
+class _ReportsReady(Protocol[*PosArgsT]):
+    """An async function of *PosArgsT* that requires a ``task_status`` keyword."""
+
+    def __call__(self, *args: *PosArgsT, task_status: TaskStatus[None]) -> Awaitable[object]: ...
+
+
+def is_async_callable(fn: object) -> bool:
+    """Whether *fn* is an async function, a partial of one, or has an async ``__call__``."""
+    while isinstance(fn, functools.partial):
+        fn = fn.func  # pyright: ignore[reportUnknownMemberType]
+    if inspect.iscoroutinefunction(fn):
+        return True
+    return inspect.iscoroutinefunction(type(fn).__call__)  # an object with `async def __call__`
+
+
+def _describe(fn: object) -> str:
+    while isinstance(fn, functools.partial):
+        fn = fn.func  # pyright: ignore[reportUnknownMemberType]
+    name = getattr(fn, "__qualname__", None)
+    return repr(name) if isinstance(name, str) else safe_repr(fn)
+
+
+@overload
+def new_service(
+    name: str, async_fn: Callable[[*PosArgsT], Awaitable[object]], *args: *PosArgsT
+) -> Service: ...
+@overload
+def new_service(name: str, async_fn: _ReportsReady[*PosArgsT], *args: *PosArgsT) -> Service: ...
 def new_service(name: str, async_fn: Callable[..., Awaitable[object]], *args: object) -> Service:
     """Make a service named *name* that runs ``await async_fn(*args)``.
 
-    If *async_fn* takes a ``task_status`` keyword, readiness is passed through.
+    Typed like ``nursery.start_soon``: *args* must fit *async_fn*'s positional
+    parameters. If *async_fn* takes a ``task_status`` keyword, readiness is
+    passed through.
 
     Raises:
-        TypeError: *name* is not a non-empty string or *async_fn* is not callable.
+        TypeError: *name* is not a non-empty string, or *async_fn* is not an
+            async function (``async def``, a `functools.partial` of one, or an
+            object whose ``__call__`` is one); the message names it.
     """
     if not isinstance(name, str) or not name:
         raise TypeError(f"service name must be a non-empty str, not {safe_repr(name)}")
     if not callable(async_fn):
         raise TypeError(f"async_fn must be callable, not {type(async_fn).__name__}")
+    if not is_async_callable(async_fn):
+        raise TypeError(
+            f"async_fn must be an async function (async def), not the sync callable"
+            f" {_describe(async_fn)} (service {name!r}); pass the async function and its"
+            f" arguments, not a call or a lambda that returns a coroutine"
+        )
     return FunctionService(name, async_fn, *args)

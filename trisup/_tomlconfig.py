@@ -17,6 +17,7 @@ The format::
     env = { PYTHONUNBUFFERED = "1" }
     ready_pattern = "Serving HTTP"
     restart_policy = "on_failure" # and every other ServiceConfig field
+    start_timeout = "none"        # no limit (TOML has no null)
     depends_on = ["db"]
 
 Every error names the file, the table and the key. The checks are those of
@@ -39,10 +40,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import final
 
-from ._config import ServiceConfig, repair
+from ._config import ServiceConfig, parse_policy, repair
 from ._manager import Manager
 from ._service import Service
-from ._status import RestartPolicy
 from .process import ProcessService, kill_after_for
 
 __all__ = ["ConfigError", "HttpPlan", "Plan", "ServicePlan", "build", "load_config", "parse_config"]
@@ -56,7 +56,6 @@ _PROCESS_KEYS = (
     "output_lines",
 )
 _HTTP_KEYS = ("bind", "prefix", "token")
-_POLICIES = {p.name.lower(): p for p in RestartPolicy}
 
 
 class ConfigError(Exception):
@@ -279,11 +278,12 @@ class _Parser:
                 self.check_process(name, where, key, value)
                 process[key] = value
             elif key == "restart_policy" and isinstance(value, str):
-                policy = _POLICIES.get(value.lower().replace("-", "_"))
-                if policy is None:
-                    choices = ", ".join(repr(p) for p in _POLICIES)
-                    raise self.error(where, key, f"must be one of {choices}, not {value!r}")
-                config[key] = policy
+                try:
+                    config[key] = parse_policy(value)
+                except ValueError as exc:
+                    raise self.error(where, key, _strip(str(exc), key)) from None
+            elif key == "start_timeout":
+                config[key] = self.start_timeout(where, value)
             elif key in config_fields:
                 try:
                     ServiceConfig(**{key: value})  # type: ignore[arg-type]  # the check is the point
@@ -313,6 +313,22 @@ class _Parser:
             raise self.error(where, None, str(exc)) from None
         self.check_program(where, process)
         return plan
+
+    def start_timeout(self, where: str, value: object) -> object:
+        """A number of seconds, or ``"none"`` for no limit (TOML has no null)."""
+        if isinstance(value, str):
+            if value.lower() == "none":
+                return None
+            problem = f'must be a number of seconds or "none", not {value!r}'
+            raise self.error(where, "start_timeout", problem)
+        if isinstance(value, bool) or not isinstance(value, (int, float)):
+            problem = f'must be a number of seconds or "none", not {type(value).__name__}'
+            raise self.error(where, "start_timeout", problem)
+        try:
+            ServiceConfig(start_timeout=value)
+        except ValueError as exc:
+            raise self.error(where, "start_timeout", _strip(str(exc), "start_timeout")) from None
+        return value
 
     def check_process(self, name: str, where: str, key: str, value: object) -> None:
         try:
