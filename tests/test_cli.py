@@ -157,23 +157,23 @@ def test_repairs_are_applied_and_logged_once(caplog: pytest.LogCaptureFixture) -
         ),
         (
             "[services.web]\ncommand = ['x']\nstart_timeout = true\n",
-            '[services.web] start_timeout: must be a number of seconds or "none", not bool',
+            'f.toml: [services.web] start_timeout: must be a number of seconds or "none", not bool',
         ),
         (
             "[services.web]\ncommand = ['x']\nstart_timeout = [60]\n",
-            '[services.web] start_timeout: must be a number of seconds or "none", not list',
+            'f.toml: [services.web] start_timeout: must be a number of seconds or "none", not list',
         ),
         (
             "[services.web]\ncommand = ['x']\nstart_timeout = 'forever'\n",
-            "[services.web] start_timeout: must be a number of seconds or \"none\", not 'forever'",
+            "f.toml: [services.web] start_timeout: must be a number of seconds or \"none\", not 'forever'",
         ),
         (
             "[services.web]\ncommand = ['x']\nstart_timeout = inf\n",
-            "[services.web] start_timeout: must be finite, not inf",
+            "f.toml: [services.web] start_timeout: must be finite, not inf",
         ),
         (
             "[services.web]\ncommand = ['x']\ncritical = 'yes'\n",
-            "[services.web] critical: must be a bool, not str",
+            "f.toml: [services.web] critical: must be a bool, not str",
         ),
         (
             "[services.web]\ncommand = ['x']\nrestart_policy = 'sometimes'\n",
@@ -446,7 +446,8 @@ def test_check_describes_each_service(tmp_path: Path, capsys: pytest.CaptureFixt
         "  ready at spawn; stop: SIGTERM, SIGKILL after 3s",
         "  policy on_failure; delay 1s x2 up to 1m0s; stop_timeout 4s",
         "  gives up after 5 restarts within 5m0s",
-        AT_ONCE + "starts at t=0s, 1s, 3s, 7s, 15s, 31s; failed at t=31s (5 restarts within 5m0s)",
+        AT_ONCE + "starts at t=0s, 1s, 3s, 7s, 15s, 31s; failed at t=31s"
+        " (5 restarts within restart_window=300s)",
         "",
         "web: python3 -m http.server 8000",
         "  depends on db",

@@ -203,10 +203,13 @@ async def test_stop_phase_bounded_by_manager_timeout(
     assert sorted(log[:2]) == ["start a", "start b"]  # plain services start in one batch
     assert log[2:] == ["stop b", "on_close 6", "stop a"]
     assert trio.current_time() == 23  # a was cancelled at 3 and shields for 20 s
-    warnings = [r for r in caplog.records if r.__dict__.get("event") == "stop_timed_out"]
+    warnings = [r for r in caplog.records if r.__dict__.get("event") == "stop_phase_timed_out"]
     assert [(w.__dict__["services"], w.getMessage()) for w in warnings] == [
         ("a", "manager trisup: services still running after the stop phase: a")
     ]
+    # b's own stop timed out (as a verb's would); a was cut by the phase's bound
+    timed_out = [r for r in caplog.records if r.__dict__.get("event") == "stop_timed_out"]
+    assert [r.getMessage() for r in timed_out] == ["service b did not stop within 2s"]
 
 
 async def test_each_stop_gets_its_own_stop_timeout(
@@ -238,8 +241,10 @@ async def test_each_stop_gets_its_own_stop_timeout(
         "stop b 8",
         "stop a 38",
     ]
-    warnings = [r for r in caplog.records if r.__dict__.get("event") == "stop_timed_out"]
+    warnings = [r for r in caplog.records if r.__dict__.get("event") == "stop_phase_timed_out"]
     assert [w.__dict__["services"] for w in warnings] == ["a"]
+    timed_out = [r for r in caplog.records if r.__dict__.get("event") == "stop_timed_out"]
+    assert [r.getMessage() for r in timed_out] == ["service a did not stop within 2s"]
 
 
 async def test_fatal_from_nested_manager_ends_root(autojump_clock: trio.testing.MockClock) -> None:
@@ -492,12 +497,14 @@ async def test_logging_extra(
     assert all(r.__dict__["service"] == "bad" for r in exits)
     statuses = [r for r in caplog.records if r.name == "trisup.status"]
     assert [(r.levelno, r.__dict__["service"], r.getMessage()) for r in statuses] == [
-        (logging.DEBUG, "bad", "bad: idle -> running"),
+        (logging.DEBUG, "bad", "bad: idle -> starting"),
+        (logging.DEBUG, "bad", "bad: starting -> running"),
         (logging.DEBUG, "bad", "bad: running -> crashing"),
         (logging.DEBUG, "bad", "bad: crashing -> failed"),
     ]
     assert [(r.__dict__["old"], r.__dict__["new"]) for r in statuses] == [
-        (S.IDLE, S.RUNNING),
+        (S.IDLE, S.STARTING),
+        (S.STARTING, S.RUNNING),
         (S.RUNNING, S.CRASHING),
         (S.CRASHING, S.FAILED),
     ]

@@ -86,12 +86,17 @@ async def test_ready_status_and_stopping(
     summaries = [(t, text) for t, text in received if text.startswith("STATUS=")]
     assert len(received) == len(summaries) + len(ready) + 1  # nothing else (no WATCHDOG)
     if notify_first:  # a summary at once, then at most one a second while the others start
-        assert summaries[:2] == [
+        # warm's spawn (it shows starting) and the first summary share a batch: either order
+        assert summaries[0] in (
             (0, "STATUS=app: 3 services, 1 running, 2 idle"),
-            (1, "STATUS=app: 3 services, 1 running, 1 starting, 1 idle"),
-        ]
-        # warm's readiness and the end of the rate limit meet at 2: Trio orders them at random
-        assert summaries[2:] in ([], [(2, "STATUS=app: 3 services, 2 running, 1 idle")])
+            (0, "STATUS=app: 3 services, 1 running, 1 starting, 1 idle"),
+        )
+        assert [t for t, _ in summaries[1:]] in ([], [1], [1, 2], [2])
+        assert summaries[-1][1] in (
+            "STATUS=app: 3 services, 1 running, 1 starting, 1 idle",
+            "STATUS=app: 3 services, 2 running, 1 starting",
+            "STATUS=app: 3 services, 2 running, 1 idle",
+        )
     else:
         assert summaries == []
 
@@ -125,13 +130,16 @@ async def test_abstract_socket_and_status_rate(
     async with notify_socket(monkeypatch, address) as received:
         with trio.move_on_after(10):
             await m.serve()
-    assert received[:2] == [
-        (0, "STATUS=app: 2 services, 1 running, 1 idle"),
-        (0, "READY=1\nSTATUS=app: 2 services, 2 running"),
-    ]
+    # flappy's spawn and the first summary share a batch: Trio orders them at random
+    ready = received.index((0, "READY=1\nSTATUS=app: 2 services, 2 running"))
+    assert received[:ready] in (
+        [],
+        [(0, "STATUS=app: 2 services, 1 running, 1 idle")],
+        [(0, "STATUS=app: 2 services, 1 running, 1 starting")],
+    )
     # flappy changes every 0.25 s: a summary every second, never more often
-    statuses = [t for t, text in received if text.startswith("STATUS=app")]
-    assert statuses == [0, 1, 2, 3, 4, 5, 6, 7, 8, 9]
+    statuses = [t for t, text in received[ready + 1 :] if text.startswith("STATUS=app")]
+    assert statuses == [1, 2, 3, 4, 5, 6, 7, 8, 9]
     assert received[-1] == (10, "STOPPING=1\nSTATUS=stopping")
 
 
