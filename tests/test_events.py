@@ -99,9 +99,10 @@ async def test_slow_subscriber_never_blocks(autojump_clock: trio.testing.MockClo
         emitted = _sync_drain(everything)
         kept = _sync_drain(events)
     # 100 starts (0, 0.5, ..., 49.5), each starting, ready, exited and backing_off; 99
-    # restarting; 3 status changes; manager_started/stopping/stopped; stopped at 49.75
+    # restarting; 4 status changes (idle, starting, running, crashing, error);
+    # manager_started/stopping/stopped; stopped at 49.75
     assert everything.lost == 0
-    assert len(emitted) == 4 * 100 + 99 + 4 + 3 + 1  # 4 status changes: idle, starting, running, crashing, error
+    assert len(emitted) == 4 * 100 + 99 + 4 + 3 + 1
     assert events.lost == len(emitted) - 8
     assert kept == emitted[-8:]  # the oldest are the ones dropped
     assert kept[-1].kind == "manager_stopped"

@@ -255,6 +255,7 @@ class MRunner:
         self.stopped = not spec.auto_start
         self.deleted = False
         self.alive = False  # a runner task lives
+        self.again = False  # a start waits for the exiting instance
         self.cancelled = False
         self.phase = "idle"  # idle | running | exiting (cancelled, still running) | waiting
         self.ready = False
@@ -489,11 +490,11 @@ class Model:
 
     def _restart_path(self, r: MRunner) -> None:
         spec = r.spec
+        r.window_restarts = self._window_count(r)  # as of this decision, also a give-up
         if spec.max_restarts > 0 and r.restart_count >= spec.max_restarts:
             r.failed = True
             self._end_task(r)
             return
-        r.window_restarts = self._window_count(r)
         if spec.max_in_window > 0 and r.window_restarts >= spec.max_in_window:
             r.failed = True
             self._end_task(r)
@@ -560,6 +561,7 @@ class Model:
     # --------------------------------------------------------- the verbs (§5)
 
     def _p_stop(self, r: MRunner) -> ProcGen:
+        r.again = False  # the latest request wins
         if not r.stopped or r.alive:
             r.stopped = True
             self._request_cancel(r)
@@ -585,13 +587,24 @@ class Model:
             r.wait_id += 1
             self._start_attempt(r)
             return None
-        if r.alive:  # an earlier instance outlived its stop timeout: wait for it
-            session = self.session
-            yield Wait([r.done])
-            waited = True
-            if r.alive or session != self.session or not self.accepting:
-                return None
+        if r.alive:  # an earlier instance is still exiting: the new one follows it
+            r.again = True
+            follow = self._start_proc(self._p_follow(r, self.session, group))
+            if not follow.finished:
+                followed = yield Wait([follow.done], self.now + r.spec.stop_timeout)
+                if not followed:  # the start stays requested
+                    return "ServiceStopTimeout"
+            return None
         self._spawn(r, None if group is None else (group, self.now, waited))
+        return None
+
+    def _p_follow(self, r: MRunner, session: int, group: int | None) -> ProcGen:
+        """A start requested while an instance exits: it begins once that one exited."""
+        yield Wait([r.done])
+        if r.again and not r.stopped and not r.deleted and session == self.session:
+            if self.accepting:
+                self._spawn(r, None if group is None else (group, self.now, True))
+        r.again = False
         return None
 
     def _p_restart(self, r: MRunner, group: int | None = None) -> ProcGen:
@@ -661,17 +674,8 @@ class Model:
         return (yield from self._p_shutdown(cancelled=False))
 
     def _shutdown_order(self) -> list[MRunner]:
-        live = sorted(
-            (r for r in self.registry.values() if r.alive), key=lambda r: (-r.seq, r.name)
-        )
-        ordered: list[MRunner] = []
-        for _, group in itertools.groupby(live, key=lambda r: r.seq):
-            members = list(group)
-            if len(members) > 1:  # started in one batch: Trio picked their order
-                orders = list(itertools.permutations(members))
-                members = list(orders[self.choose(len(orders))])
-            ordered.extend(members)
-        return ordered
+        """Reverse position: the latest registered first, whatever was restarted since."""
+        return sorted((r for r in self.registry.values() if r.alive), key=lambda r: -r.reg)
 
     def _p_shutdown(self, *, cancelled: bool) -> ProcGen:
         self.stopping = True
@@ -1083,8 +1087,9 @@ class Harness:
         services: dict[str, View] = {}
         for info in self.manager.get_services_info():
             metric = info.metric
-            with trio.fail_after(0):  # the current status is returned without waiting
-                assert await self.manager.wait_status(metric.name, info.status) is info.status
+            before = trio.current_time()  # the current status is returned without waiting
+            assert await self.manager.wait_status(metric.name, info.status) is info.status
+            assert trio.current_time() == before
             services[metric.name] = View(
                 status=info.status,
                 start_count=metric.start_count,
@@ -1215,7 +1220,7 @@ class SupervisorMachine(RuleBasedStateMachine):
         assert self.harness is not None
         SupervisorMachine.steps += 1
         stop_bound = None
-        if op.kind in ("stop", "restart", "delete") and op.name in self.specs:
+        if op.kind in ("start", "stop", "restart", "delete") and op.name in self.specs:
             stop_bound = self.specs[op.name].stop_timeout
         predictions = [outcome for world in self.worlds for outcome in predict(world, op)]
         seen = self.harness.step(op)
@@ -1241,8 +1246,8 @@ class SupervisorMachine(RuleBasedStateMachine):
             "ServiceStopTimeout",
             "ServiceAlreadyExists",
         )
-        if seen.result == "ServiceStopTimeout":
-            assert op.kind in ("stop", "restart", "delete")
+        if seen.result == "ServiceStopTimeout":  # a start waits for an exiting instance
+            assert op.kind in ("start", "stop", "restart", "delete")
         if stop_bound is not None:  # a stop returns in time, or raises ServiceStopTimeout then
             assert seen.elapsed <= stop_bound
         if seen.serve_end is not None:  # documented endings only; no task left behind

@@ -417,7 +417,7 @@ class Manager:
             return
         timeout = runner.config.stop_timeout
         with trio.move_on_after(timeout) as scope:
-            await _wait(runner, partial(_restarted, runner, seq, life))
+            await _wait(runner, partial(runner.ended_since, life))  # the old one exited
         if scope.cancelled_caught:
             if runner.seq == seq:
                 runner.request_stop()  # the stop timed out: it stays stopped, nothing starts
@@ -671,7 +671,3 @@ def _entered(runner: Runner, seq: int, attempt: int) -> bool:
     """Whether a start (request *seq*, made at *attempt*) is done or superseded."""
     return runner.seq != seq or runner.entered_since(attempt)
 
-
-def _restarted(runner: Runner, seq: int, life: int) -> bool:
-    """Whether the instance a restart stopped has exited, or a later request superseded it."""
-    return runner.seq != seq or runner.ended_since(life)

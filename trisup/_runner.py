@@ -335,10 +335,14 @@ class Runner:
         self.held = False
         self.seq += 1
         self.reset_counters()
-        if not alive:
-            if ctx is None:
+        if ctx is None:  # only recorded: the next serve starts it
+            self._again = _EXIT
+            if not alive:
                 self._move(IDLE)
-                return False
+            else:
+                self._publish()
+            return False
+        if not alive:
             self.spawn(ctx)
         elif self.stop_asked:
             self._again = _AGAIN  # the instance is exiting: a new one follows in this task
@@ -352,8 +356,13 @@ class Runner:
         return True
 
     def request_stop(self, *, hold: bool = True, delete: bool = False) -> bool:
-        """Stop the instance (held by hand, deleted, or for a shutdown); whether one lives."""
-        self.seq += 1
+        """Stop the instance (held by hand, deleted, or for a shutdown); whether one lives.
+
+        The shutdown's stop (*hold* false) is not a request of its own: it supersedes
+        nothing, since it holds nothing and nothing starts while the manager stops.
+        """
+        if hold or delete:
+            self.seq += 1
         if delete:
             self.deleting = True
         if hold:
