@@ -42,17 +42,22 @@ async def test_event_sequence_of_a_failing_service(autojump_clock: trio.testing.
     assert seen == [
         ("added", 0),
         ("manager_started", 0),
-        ("status", 0),  # idle -> starting: spawned
-        ("status", 0),  # starting -> running: plain, ready once in serve
+        ("phase", 0),  # idle -> starting: spawned
+        ("status", 0),  # idle -> starting
+        ("phase", 0),  # starting -> running: plain, ready once in serve
+        ("status", 0),  # starting -> running
         ("starting", 0),
         ("ready", 0),
         ("exited", 1),
         ("status", 1),  # running -> crashing
         ("backing_off", 1),
+        ("phase", 1),  # running -> backoff
         ("restarting", 2),
+        ("phase", 2),  # backoff -> running
         ("starting", 2),
         ("ready", 2),
         ("exited", 3),
+        ("phase", 3),  # running -> failed
         ("status", 3),  # crashing -> failed
         ("failed", 3),
     ]
@@ -99,10 +104,12 @@ async def test_slow_subscriber_never_blocks(autojump_clock: trio.testing.MockClo
         emitted = _sync_drain(everything)
         kept = _sync_drain(events)
     # 100 starts (0, 0.5, ..., 49.5), each starting, ready, exited and backing_off; 99
-    # restarting; 4 status changes (idle, starting, running, crashing, error);
+    # restarting; 4 status changes (idle, starting, running, crashing, error); 202
+    # phase changes (idle -> starting -> running, then running -> backoff at each of
+    # the 100 exits and back at each of the 99 restarts, backoff -> idle at the end);
     # manager_started/stopping/stopped; stopped at 49.75
     assert everything.lost == 0
-    assert len(emitted) == 4 * 100 + 99 + 4 + 3 + 1
+    assert len(emitted) == 4 * 100 + 99 + 4 + (2 + 100 + 99 + 1) + 3 + 1
     assert events.lost == len(emitted) - 8
     assert kept == emitted[-8:]  # the oldest are the ones dropped
     assert kept[-1].kind == "manager_stopped"
@@ -126,7 +133,7 @@ async def test_receive_waits_and_ends(autojump_clock: trio.testing.MockClock) ->
         async with m.subscribe() as events:
             task_status.started()
             async for event in events:
-                if event.kind != "status":
+                if event.kind not in ("status", "phase"):
                     got.append((event.kind, event.time))
                 if event.kind == "removed":
                     return

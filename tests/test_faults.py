@@ -523,8 +523,10 @@ async def test_subscriber_that_never_reads(autojump_clock: trio.testing.MockCloc
             assert all_.lost == 0
             kept = list(iter(stalled.receive_nowait, None))
     # 2,001 starts (starting, ready, exited); 2,000 restarts (backing_off, restarting);
-    # 4 status changes (idle, starting, running, crashing, failed); failed;
+    # 4 status changes (idle, starting, running, crashing, failed); 4,003 phase changes
+    # (idle -> starting -> running, running -> backoff/failed at each of the 2,001
+    # exits, backoff -> running at each of the 2,000 restarts); failed;
     # manager_started, manager_stopping, manager_stopped
-    assert len(emitted) == 3 * 2_001 + 2 * 2_000 + 4 + 1 + 3
+    assert len(emitted) == 3 * 2_001 + 2 * 2_000 + 4 + (2 + 2_001 + 2_000) + 1 + 3
     assert stalled.lost == len(emitted) - 16
     assert kept == emitted[-16:]  # the newest, in order

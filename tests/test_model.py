@@ -255,7 +255,7 @@ class MRunner:
         self.stopped = not spec.auto_start
         self.deleted = False
         self.alive = False  # a runner task lives
-        self.again = False  # a start waits for the exiting instance
+        self.again: tuple[int, int | None] | None = None  # a start follows the exiting one
         self.cancelled = False
         self.phase = "idle"  # idle | running | exiting (cancelled, still running) | waiting
         self.ready = False
@@ -523,6 +523,7 @@ class Model:
         r.ready = False
         self._fire(r.done)
         self._fire(r.settled)
+        self._follow(r)
 
     def _request_cancel(self, r: MRunner) -> None:
         if not r.alive:
@@ -561,7 +562,7 @@ class Model:
     # --------------------------------------------------------- the verbs (§5)
 
     def _p_stop(self, r: MRunner) -> ProcGen:
-        r.again = False  # the latest request wins
+        r.again = None  # the latest request wins
         if not r.stopped or r.alive:
             r.stopped = True
             self._request_cancel(r)
@@ -588,24 +589,20 @@ class Model:
             self._start_attempt(r)
             return None
         if r.alive:  # an earlier instance is still exiting: the new one follows it
-            r.again = True
-            follow = self._start_proc(self._p_follow(r, self.session, group))
-            if not follow.finished:
-                followed = yield Wait([follow.done], self.now + r.spec.stop_timeout)
-                if not followed:  # the start stays requested
-                    return "ServiceStopTimeout"
-            return None
+            r.again = (self.session, group)
+            exited = yield Wait([r.done], self.now + r.spec.stop_timeout)
+            return None if exited else "ServiceStopTimeout"  # else the start stays requested
         self._spawn(r, None if group is None else (group, self.now, waited))
         return None
 
-    def _p_follow(self, r: MRunner, session: int, group: int | None) -> ProcGen:
-        """A start requested while an instance exits: it begins once that one exited."""
-        yield Wait([r.done])
-        if r.again and not r.stopped and not r.deleted and session == self.session:
-            if self.accepting:
-                self._spawn(r, None if group is None else (group, self.now, True))
-        r.again = False
-        return None
+    def _follow(self, r: MRunner) -> None:
+        """A start requested while an instance exited: it begins now (unless superseded)."""
+        again, r.again = r.again, None
+        if again is None or r.stopped or r.deleted or again[0] != self.session:
+            return
+        if self.accepting:
+            group = again[1]
+            self._spawn(r, None if group is None else (group, self.now, True))
 
     def _p_restart(self, r: MRunner, group: int | None = None) -> ProcGen:
         waited = False

@@ -107,7 +107,7 @@ async def test_exit_0_is_a_clean_end() -> None:
 async def test_exit_3_and_4_relaunch_at_once_without_a_failure(
     tmp_path: Path, code: ExitStatus
 ) -> None:
-    """Exit 3 or 4 relaunches the program inside serve: no failure, no restart counted."""
+    """Exit 3 or 4 is a RestartNow: relaunched at once, a start, no failure, no restart."""
     marker = tmp_path / "ran-once"
     program = f"""
         import pathlib, sys
@@ -122,7 +122,8 @@ async def test_exit_3_and_4_relaunch_at_once_without_a_failure(
         _, info = await serve_until(svc, S.COMPLETED, config=ON_FAILURE)
     assert svc.relaunches == 1
     assert info.details["relaunches"] == 1
-    assert info.metric.start_count == 1
+    assert info.metric.start_count == 2
+    assert info.metric.success_count == 1  # the second run's clean exit
     assert (info.metric.error_count, info.restart_count, info.metric.consec_failures) == (0, 0, 0)
     assert svc.output_tail() == [("stdout", "second run")]
 

@@ -495,7 +495,7 @@ async def test_logging_extra(
         (logging.WARNING, "other"),
     ]
     assert all(r.__dict__["service"] == "bad" for r in exits)
-    statuses = [r for r in caplog.records if r.name == "trisup.status"]
+    statuses = [r for r in caplog.records if r.__dict__.get("event") == "status"]
     assert [(r.levelno, r.__dict__["service"], r.getMessage()) for r in statuses] == [
         (logging.DEBUG, "bad", "bad: idle -> starting"),
         (logging.DEBUG, "bad", "bad: starting -> running"),

@@ -5,7 +5,7 @@ The tree::
     demo                          the root Manager
     |-- steady    process         prints a tick a second; ready once it says "listening"
     |-- flaky     process         exits 1 after 1.5 s: crashes, backs off 0.5, 1, 2, 2 s
-    |-- reloader  process         exits 3 every 2.5 s: relaunched at once, not a failure
+    |-- reloader  process         exits 3 every 2.5 s: restarted at once, not a failure
     |-- ticker    in-process      a steady task: one tick a second
     |-- doomed    in-process      fails every 0.5 s; max_restarts=2, then FAILED for good
     `-- backend   in-process      a nested Manager

@@ -19,7 +19,7 @@ from typing import ClassVar, final
 import trio
 
 from ._errors import error_message
-from ._status import ServiceStatus
+from ._status import Phase, ServiceStatus
 
 __all__ = [
     "Event",
@@ -37,6 +37,7 @@ __all__ = [
     "ServiceRemoved",
     "ServiceRestarting",
     "ServiceStarting",
+    "ServicePhaseChanged",
     "ServiceStatusChanged",
     "ServiceStopDone",
     "ServiceStopTimedOut",
@@ -229,6 +230,22 @@ class ServiceStatusChanged(ServiceEvent):
 
 @final
 @dataclass(frozen=True, slots=True, kw_only=True)
+class ServicePhaseChanged(ServiceEvent):
+    """The service's lifecycle phase changed from ``old`` to ``new`` (`Phase`).
+
+    .. versionadded:: 0.2
+    """
+
+    kind: ClassVar[str] = "phase"
+    old: Phase
+    new: Phase
+
+    def message(self) -> str:
+        return f"{self.service}: phase {self.old} -> {self.new}"
+
+
+@final
+@dataclass(frozen=True, slots=True, kw_only=True)
 class ManagerStarted(Event):
     """``serve`` began."""
 
@@ -352,7 +369,11 @@ class EventHub:
         """Log *event* at *level* (if enabled) and hand it to every subscriber."""
         for sub in self._subscribers:
             sub._push(event)  # pyright: ignore[reportPrivateUsage]
-        target = status_logger if isinstance(event, ServiceStatusChanged) else logger
+        target = (
+            status_logger
+            if isinstance(event, (ServiceStatusChanged, ServicePhaseChanged))
+            else logger
+        )
         if target.isEnabledFor(level):
             target.log(level, "%s", event.message(), exc_info=exc_info, extra=event.extra())
 

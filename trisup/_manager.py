@@ -475,8 +475,12 @@ class Manager:
                     extra={"service": runner.name, "event": f"{what}_failed"},
                 )
 
+        runners = list(self._runners.values())
+        if not runners:
+            await trio.lowlevel.checkpoint()
+            return
         async with trio.open_nursery() as nursery:
-            for runner in list(self._runners.values()):
+            for runner in runners:
                 nursery.start_soon(one, runner)
 
     async def wait_status(self, name: str, *statuses: ServiceStatus) -> ServiceStatus:

@@ -37,6 +37,7 @@ from ._events import (
     ServiceRemoved,
     ServiceRestarting,
     ServiceStarting,
+    ServicePhaseChanged,
     ServiceStatusChanged,
     ServiceStopDone,
 )
@@ -77,7 +78,7 @@ _DEBUG, _INFO, _WARNING, _ERROR = logging.DEBUG, logging.INFO, logging.WARNING, 
 _SHORT_DELAY = 0.001  # seconds: a shorter wait is a checkpoint, not a park on the timer
 _QUICK_RESTART_NOW = 1.0  # seconds: a RestartNow sooner than this waits restart_delay first
 # how the task's next life begins (_EXIT: there is none)
-_EXIT, _AGAIN, _GROUP, _BACKOFF = 0, 1, 2, 3
+_EXIT, _AGAIN, _GROUP, _BACKOFF, _FRESH = 0, 1, 2, 3, 4  # _FRESH: _AGAIN, counters cleared
 # what an attempt's outcome asks for, and what the restart path decided
 _END, _RESTART, _NOW, _NEXT, _GROUPED = 0, 1, 2, 3, 4
 
@@ -239,6 +240,14 @@ class Runner:
             if to not in MOVES[old]:
                 raise AssertionError(f"service {self.name!r}: no move from {old} to {to}")
             self.phase = to
+            hub = self.hub
+            if hub.wanted_status():
+                hub.emit(
+                    ServicePhaseChanged(
+                        manager=hub.manager, time=trio_now(), service=self.name, old=old, new=to
+                    ),
+                    _DEBUG,
+                )
         self._publish()
 
     def _publish(self) -> None:
@@ -390,14 +399,17 @@ class Runner:
     def request_restart(self, *, again: int = _AGAIN, fresh: bool = True) -> None:
         """Stop the instance and start the next one in the same task.
 
-        *fresh*: a manual restart (counters cleared); otherwise a dependency or
-        group restart that keeps them.
+        *fresh*: a manual restart (counters cleared once the old instance has
+        exited: a restart whose stop times out starts and clears nothing);
+        otherwise a dependency or group restart that keeps them.
         """
         self.seq += 1
         if fresh:
             self.held = False
-            self.reset_counters()
+            again = _FRESH
         if self.phase not in LIVE:
+            if fresh:
+                self.reset_counters()
             self._publish()
             return
         self._again = again
@@ -535,6 +547,9 @@ class Runner:
         again = self._again
         if self.deleting or self.held or ctx.stopping or not self.stop_asked:
             return _EXIT
+        if again == _FRESH:
+            self.reset_counters()
+            return _AGAIN
         return again
 
     async def _run(self, ctx: ServeContext) -> None:
@@ -560,6 +575,7 @@ class Runner:
                 self.stop_asked = False
                 self._again = _EXIT
                 self._stop_event = None
+                self._publish()  # a new life: the stop's waiters may return
         finally:
             if self.stop_asked and self.hub.wanted(_INFO):
                 self.hub.emit(
@@ -627,8 +643,7 @@ class Runner:
             ]
             if not pending:
                 return
-            if self.phase is not WAITING_DEPS:
-                self._move(WAITING_DEPS)
+            self._move(WAITING_DEPS)
             await pending[0].readiness().wait_value(True)  # pyright: ignore[reportUnknownMemberType]
 
     async def _park_in_group(self) -> None:

@@ -6,8 +6,10 @@ exit is classified:
 
 ========================  ===============================================
 exit code 0               a clean return
-exit code 3 or 4          relaunched at once inside ``serve``; the manager
-                          sees no exit (`ExitStatus.RESTART` / ``UPGRADE``)
+exit code 3 or 4          a `RestartNow`: relaunched at once, counted as a
+                          start, not a failure (`ExitStatus.RESTART` /
+                          ``UPGRADE``); after less than a second of uptime,
+                          ``restart_delay`` first, so it never spins
 a code in                 a `FatalError` with that `ExitStatus` (or
 ``fatal_exit_codes``      ``ERROR`` for a code that is not one): ends the tree
 any other code, a signal  `ProcessExited`: a failure, restarted by policy
@@ -42,7 +44,7 @@ from typing import final
 import trio
 
 from ._current import current_service
-from ._errors import as_fatal
+from ._errors import RestartNow, as_fatal
 from ._procargs import (
     RELAUNCH_CODES,
     argv_of,
@@ -273,7 +275,7 @@ class ProcessService:
     # ------------------------------------------------------------------ serve
 
     async def serve(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
-        """Run the program until it exits; relaunch it at once on exit code 3 or 4.
+        """Run the program until it exits; ask for a restart now on exit code 3 or 4.
 
         Reports readiness through *task_status* (see ``ready_pattern`` and
         ``ready_after``). Cancellation stops the child: ``stop_signal`` to its
@@ -281,32 +283,32 @@ class ProcessService:
         re-raises the cancellation) only once the child has been reaped.
 
         Raises:
+            RestartNow: the child exited with code 3 or 4.
             ProcessExited: the child exited with another code, or by a signal.
             FatalError: the exit code is one of ``fatal_exit_codes``.
             OSError: the program could not be started.
         """
         self._expedited = False
         readiness = _Readiness(task_status)
-        while True:
-            run = await self._launch(readiness)
-            returncode = run.returncode
-            if returncode == 0 or run.stop_requested:
-                return
-            if returncode in RELAUNCH_CODES:
-                self.relaunches += 1
-                if self._log.isEnabledFor(logging.INFO):
-                    self._log.info(
-                        "%s %s, relaunching",
-                        self.name,
-                        describe_exit(returncode),
-                        extra={"service": self.name, "event": "relaunch", "returncode": returncode},
-                    )
-                continue
-            error = ProcessExited(self.name, returncode, run.last_stderr)
-            if returncode in self.fatal_exit_codes:
-                status = ExitStatus(returncode) if returncode <= 4 else ExitStatus.ERROR
-                raise as_fatal(error, status)
-            raise error
+        run = await self._launch(readiness)
+        returncode = run.returncode
+        if returncode == 0 or run.stop_requested:
+            return
+        if returncode in RELAUNCH_CODES:
+            self.relaunches += 1
+            if self._log.isEnabledFor(logging.INFO):
+                self._log.info(
+                    "%s %s, relaunching",
+                    self.name,
+                    describe_exit(returncode),
+                    extra={"service": self.name, "event": "relaunch", "returncode": returncode},
+                )
+            raise RestartNow(f"{describe_exit(returncode)}: relaunch")
+        error = ProcessExited(self.name, returncode, run.last_stderr)
+        if returncode in self.fatal_exit_codes:
+            status = ExitStatus(returncode) if returncode <= 4 else ExitStatus.ERROR
+            raise as_fatal(error, status)
+        raise error
 
     async def _launch(self, readiness: _Readiness) -> _Run:
         """One run of the child, from spawn to reaping."""

@@ -67,12 +67,12 @@ class EventRecorder:
         return self._sub.lost
 
     def kinds(self, service: str | None = None, *, status: bool = False) -> list[str]:
-        """The kinds of the events (of *service* only, if given), status changes left out
-        unless *status*."""
+        """The kinds of the events (of *service* only, if given), status and phase
+        changes left out unless *status*."""
         return [
             e.kind
             for e in self.events
-            if (status or e.kind != "status")
+            if (status or (e.kind != "status" and e.kind != "phase"))
             and (service is None or (isinstance(e, ServiceEvent) and e.service == service))
         ]
 
