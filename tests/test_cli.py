@@ -165,7 +165,8 @@ def test_repairs_are_applied_and_logged_once(caplog: pytest.LogCaptureFixture) -
         ),
         (
             "[services.web]\ncommand = ['x']\nstart_timeout = 'forever'\n",
-            "f.toml: [services.web] start_timeout: must be a number of seconds or \"none\", not 'forever'",
+            "f.toml: [services.web] start_timeout: must be a number of seconds or"
+            " \"none\", not 'forever'",
         ),
         (
             "[services.web]\ncommand = ['x']\nstart_timeout = inf\n",
@@ -393,12 +394,14 @@ SCHEDULES = [
     ("max_restarts = 1", "starts at t=0s, 1s; failed at t=1s (max_restarts=1 reached)"),
     (
         "restart_delay = 0.5\nmax_restart_delay = 2\nmax_restarts_in_window = 0",
-        AT_ONCE + "starts at t=0s, 500ms, 1.5s, 3.5s, 5.5s, ...; restarts for ever (delay up to 2s)",
+        AT_ONCE
+        + "starts at t=0s, 500ms, 1.5s, 3.5s, 5.5s, ...; restarts for ever (delay up to 2s)",
     ),
     (
         "max_restarts_in_window = 3\nrestart_window = 10\n"
         "backoff_multiplier = 1\nrestart_delay = 4",
-        AT_ONCE + "starts at t=0s, 4s, 8s, 12s; failed at t=12s (3 restarts within restart_window=10s)",
+        AT_ONCE
+        + "starts at t=0s, 4s, 8s, 12s; failed at t=12s (3 restarts within restart_window=10s)",
     ),
     (  # two restarts within any 10 s, never three
         "max_restarts_in_window = 3\nrestart_window = 10\n"

@@ -443,11 +443,11 @@ async def test_add_errors(manager: trisup.Manager, autojump_clock: trio.testing.
         manager.add(Probe("steady"), restart_delay=5)
     assert manager.get_service_info("steady").current_delay == 1
     with pytest.raises(TypeError, match="stop_timout"):
-        manager.add(Probe("x"), stop_timout=3)
+        manager.add(Probe("x"), stop_timout=3)  # type: ignore[call-arg]  # deliberately wrong
     with pytest.raises(ValueError, match="restart_window"):
         manager.add(Probe("x"), restart_window=float("nan"))
     with pytest.raises(TypeError, match="max_restarts"):
-        manager.add(Probe("x"), max_restarts="3")
+        manager.add(Probe("x"), max_restarts="3")  # type: ignore[arg-type]  # deliberately wrong
     with pytest.raises(TypeError, match="name"):
         manager.add(Probe(""))
     with pytest.raises(TypeError, match="serve"):

@@ -29,7 +29,6 @@ from __future__ import annotations
 import contextlib
 import copy
 import heapq
-import itertools
 import math
 import threading
 from collections import Counter

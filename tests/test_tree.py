@@ -202,7 +202,6 @@ async def test_intensity_off_by_default(autojump_clock: trio.testing.MockClock) 
     """Without intensity a flapping service never ends the manager."""
     log: list[str] = []
     m = trisup.Manager()
-    log: list[str] = []
     m.add(
         trisup.new_service("f", _crash_after, 0.5, log),
         restart_delay=0.5,

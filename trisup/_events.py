@@ -33,11 +33,11 @@ __all__ = [
     "ServiceEvent",
     "ServiceExited",
     "ServiceFailed",
+    "ServicePhaseChanged",
     "ServiceReady",
     "ServiceRemoved",
     "ServiceRestarting",
     "ServiceStarting",
-    "ServicePhaseChanged",
     "ServiceStatusChanged",
     "ServiceStopDone",
     "ServiceStopTimedOut",
@@ -393,4 +393,3 @@ class EventHub:
         """End every subscriber's stream (not used while serving)."""
         for sub in list(self._subscribers):
             self.unsubscribe(sub)
-

@@ -53,7 +53,12 @@ __all__ = ["LIVE", "MOVES", "Phase", "can_move", "status_of"]
 
 # Module constants: the runner compares phases on every attempt, and an Enum member
 # looked up on its class costs ~70 ns on Python 3.11, a global ~5 ns.
-IDLE, WAITING_DEPS, STARTING, RUNNING = Phase.IDLE, Phase.WAITING_DEPS, Phase.STARTING, Phase.RUNNING
+IDLE, WAITING_DEPS, STARTING, RUNNING = (
+    Phase.IDLE,
+    Phase.WAITING_DEPS,
+    Phase.STARTING,
+    Phase.RUNNING,
+)
 STOPPING, BACKOFF, GROUP_WAIT = Phase.STOPPING, Phase.BACKOFF, Phase.GROUP_WAIT
 COMPLETED, FAILED, REMOVED = Phase.COMPLETED, Phase.FAILED, Phase.REMOVED
 

@@ -33,7 +33,6 @@ from ._events import (
     ManagerStopped,
     ManagerStopping,
     ServiceAdded,
-    ServiceRemoved,
     ServiceStopTimedOut,
     Subscription,
 )
@@ -674,4 +673,3 @@ async def _wait(runner: Runner, done: Callable[[], bool]) -> None:
 def _entered(runner: Runner, seq: int, attempt: int) -> bool:
     """Whether a start (request *seq*, made at *attempt*) is done or superseded."""
     return runner.seq != seq or runner.entered_since(attempt)
-

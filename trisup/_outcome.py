@@ -112,4 +112,3 @@ def classify(error: BaseException | None, *, stopped: bool) -> AttemptOutcome:
     if is_no_restart(error):
         return NO_RESTART if _clean_no_restart(error) else NO_RESTART_FAILURE
     return FAILURE
-

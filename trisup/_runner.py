@@ -33,11 +33,11 @@ from ._events import (
     ServiceBackingOff,
     ServiceExited,
     ServiceFailed,
+    ServicePhaseChanged,
     ServiceReady,
     ServiceRemoved,
     ServiceRestarting,
     ServiceStarting,
-    ServicePhaseChanged,
     ServiceStatusChanged,
     ServiceStopDone,
 )
@@ -81,6 +81,9 @@ _QUICK_RESTART_NOW = 1.0  # seconds: a RestartNow sooner than this waits restart
 _EXIT, _AGAIN, _GROUP, _BACKOFF, _FRESH = 0, 1, 2, 3, 4  # _FRESH: _AGAIN, counters cleared
 # what an attempt's outcome asks for, and what the restart path decided
 _END, _RESTART, _NOW, _NEXT, _GROUPED = 0, 1, 2, 3, 4
+
+
+_UNDERWAY = frozenset({STARTING, RUNNING, WAITING_DEPS})
 
 
 class _Readiness:
@@ -276,14 +279,14 @@ class Runner:
                 )
 
     async def until(self, done: Callable[[], bool]) -> None:
-        """Wait until *done()* holds; it is asked again after every change (no checkpoint if it holds)."""
+        """Wait until *done()* holds, asked again after every change (no checkpoint if it holds)."""
         while not done():
             if self._changed is None:
                 self._changed = trio.Event()
             await self._changed.wait()
 
     def entered_since(self, attempt: int) -> bool:
-        """Whether a start made at *attempt* has entered ``serve``, waits on a dependency or ended."""
+        """Whether a start made at *attempt* entered ``serve``, waits on a dependency or ended."""
         phase = self.phase
         return phase not in LIVE or self.attempt > attempt or phase is WAITING_DEPS
 
@@ -338,9 +341,8 @@ class Runner:
         """
         phase = self.phase
         alive = phase in LIVE
-        if alive and not self.stop_asked:
-            if phase is STARTING or phase is RUNNING or phase is WAITING_DEPS:
-                return False
+        if alive and not self.stop_asked and phase in _UNDERWAY:
+            return False  # starting or running: a no-op
         self.held = False
         self.seq += 1
         self.reset_counters()
@@ -694,7 +696,9 @@ class Runner:
             return service.serve(task_status=task_status)
         return service.serve()
 
-    def _classify(self, ctx: ServeContext, scope: trio.CancelScope, error: BaseException | None) -> int:
+    def _classify(
+        self, ctx: ServeContext, scope: trio.CancelScope, error: BaseException | None
+    ) -> int:
         """Apply the outcome rules (SPEC §4); return what the outcome asks for."""
         now = trio.current_time()
         started = self.run_started

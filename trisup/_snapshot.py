@@ -68,4 +68,3 @@ def snapshot(runner: Runner, now: float | None) -> ServiceInfo:
         running=started is not None,
         phase=runner.phase,
     )
-

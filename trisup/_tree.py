@@ -18,8 +18,8 @@ import enum
 import heapq
 import logging
 from collections import deque
-from functools import partial
 from collections.abc import Iterable, Mapping, Sequence
+from functools import partial
 from typing import TYPE_CHECKING
 
 import trio
