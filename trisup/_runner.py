@@ -17,28 +17,18 @@ overlap. The backoff wait parks the task on the manager's timer (`_timer.py`).
 
 from __future__ import annotations
 
-import logging
 import math
-from collections.abc import Awaitable, Callable, MutableMapping
+from collections.abc import Awaitable
 
 import trio
-from trio_util import AsyncValue
 
-from ._backoff import RestartWindow, give_up_reason, jittered, next_delay
-from ._config import ServiceConfig
+from ._backoff import give_up_reason, jittered
 from ._context import ServeContext, clear_current, set_current, trio_now
-from ._errors import ServiceStartTimeout, error_message, find_terminate
+from ._errors import ServiceStartTimeout, find_terminate
 from ._events import (
-    EventHub,
     ServiceBackingOff,
-    ServiceExited,
-    ServiceFailed,
-    ServicePhaseChanged,
     ServiceReady,
-    ServiceRemoved,
-    ServiceRestarting,
     ServiceStarting,
-    ServiceStatusChanged,
     ServiceStopDone,
 )
 from ._lifecycle import (
@@ -48,14 +38,9 @@ from ._lifecycle import (
     GROUP_WAIT,
     IDLE,
     LIVE,
-    MOVES,
-    REMOVED,
     RUNNING,
     STARTING,
-    STOPPING,
     WAITING_DEPS,
-    Phase,
-    status_of,
 )
 from ._outcome import (
     CLEAN,
@@ -65,25 +50,30 @@ from ._outcome import (
     NO_RESTART,
     RESTART_NOW,
     STOPPED,
-    AttemptOutcome,
     classify,
     escapes,
 )
-from ._service import FunctionService, Service, accepts_task_status
-from ._status import RestartPolicy, ServiceStatus
+from ._requests import Requests
+from ._service import FunctionService
+from ._state import (
+    AGAIN,
+    BACKOFF_FIRST,
+    DEBUG,
+    ERROR,
+    EXIT,
+    FRESH,
+    GROUP,
+    INFO,
+    WARNING,
+)
+from ._status import RestartPolicy
 
 __all__ = ["Runner"]
 
-_DEBUG, _INFO, _WARNING, _ERROR = logging.DEBUG, logging.INFO, logging.WARNING, logging.ERROR
 _SHORT_DELAY = 0.001  # seconds: a shorter wait is a checkpoint, not a park on the timer
 _QUICK_RESTART_NOW = 1.0  # seconds: a RestartNow sooner than this waits restart_delay first
-# how the task's next life begins (_EXIT: there is none)
-_EXIT, _AGAIN, _GROUP, _BACKOFF, _FRESH = 0, 1, 2, 3, 4  # _FRESH: _AGAIN, counters cleared
 # what an attempt's outcome asks for, and what the restart path decided
 _END, _RESTART, _NOW, _NEXT, _GROUPED = 0, 1, 2, 3, 4
-
-
-_UNDERWAY = frozenset({STARTING, RUNNING, WAITING_DEPS})
 
 
 class _Readiness:
@@ -104,396 +94,10 @@ class _Readiness:
         self._runner.mark_ready(self._attempt)
 
 
-class Runner:
-    """The state and the task of one registered service."""
+class Runner(Requests):
+    """One registered service: its state, the requests it takes, and its task."""
 
-    # a slot per field: 10,000 runners are ~1.5 KB each smaller than with a __dict__
-    __slots__ = (
-        "_again",
-        "_changed",
-        "_exit_error",
-        "_go",
-        "_last_logged",
-        "_readiness",
-        "_status",
-        "_status_value",
-        "_stop_event",
-        "_wait_cut",
-        "accepts_task_status",
-        "attempt",
-        "config",
-        "consec_failures",
-        "created_at",
-        "ctx",
-        "current_delay",
-        "deleting",
-        "depends_on",
-        "error",
-        "error_count",
-        "generation",
-        "group",
-        "held",
-        "hub",
-        "last_error",
-        "last_error_time",
-        "last_start_time",
-        "last_stop_time",
-        "life",
-        "name",
-        "phase",
-        "position",
-        "ready",
-        "registry",
-        "restart_count",
-        "run_started",
-        "scope",
-        "seq",
-        "service",
-        "start_count",
-        "stop_asked",
-        "success_count",
-        "task",
-        "total_uptime",
-        "window",
-        "window_restarts",
-        "window_start",
-    )
-
-    def __init__(
-        self,
-        service: Service,
-        config: ServiceConfig,
-        created_at: float,
-        hub: EventHub,
-        registry: MutableMapping[str, Runner],
-    ) -> None:
-        self.service = service
-        self.hub = hub
-        self.registry = registry  # the manager's: a deleted runner leaves it once its task exited
-        self.name: str = service.name
-        self.config = config
-        self.accepts_task_status = accepts_task_status(service)
-        self.created_at = created_at
-        self.depends_on: tuple[str, ...] = ()
-        self.position = 0  # fixed when added: dependency order, then registration order
-        # lifetime counters
-        self.start_count = 0
-        self.error_count = 0
-        self.success_count = 0
-        self.total_uptime = 0.0
-        # counters a manual start, restart or reset clears
-        self.restart_count = 0
-        self.consec_failures = 0
-        self.current_delay = config.restart_delay
-        self.window = RestartWindow()
-        self.window_restarts = 0
-        self.window_start: float | None = None
-        self.generation = 0
-        # the last error and times (wall-clock POSIX seconds)
-        self.last_error = ""
-        self.last_error_time: float | None = None
-        self.error: BaseException | None = None
-        self.last_start_time: float | None = None
-        self.last_stop_time: float | None = None
-        self._last_logged: str | None = None
-        self._exit_error: BaseException | None = None
-        # the lifecycle (written by _move) and the requests made of it
-        self.phase: Phase = IDLE
-        self.held = not config.auto_start  # stopped by hand
-        self.deleting = False
-        self.stop_asked = False  # a stop of the current life was requested
-        self._again = _EXIT
-        self.seq = 0  # counts requests: a later one supersedes an earlier one's wait
-        self.group: object | None = None  # the group restart that holds it in GROUP_WAIT
-        # the task and its current life and attempt
-        self.ctx: ServeContext | None = None
-        self.task: trio.lowlevel.Task | None = None
-        self.scope: trio.CancelScope | None = None
-        self.life = 0
-        self.attempt = 0
-        self.ready = False
-        self.run_started: float | None = None  # set while an attempt is in serve
-        self._wait_cut = False
-        self._go: trio.Event | None = None
-        self._changed: trio.Event | None = None
-        self._stop_event: trio.Event | None = None
-        self._readiness: AsyncValue[bool] | None = None
-        self._status: ServiceStatus | None = self.status_now()
-        self._status_value: AsyncValue[ServiceStatus | None] | None = None
-
-    # ------------------------------------------------------------ the lifecycle
-
-    def status_now(self) -> ServiceStatus:
-        """The status, derived from the phase (SPEC §4)."""
-        return status_of(
-            self.phase, held=self.held, consec_failures=self.consec_failures, ready=self.ready
-        )
-
-    @property
-    def status(self) -> AsyncValue[ServiceStatus | None]:
-        """The published status, for ``wait_status`` (made on first use: it is large)."""
-        if self._status_value is None:
-            self._status_value = AsyncValue(self._status)
-        return self._status_value
-
-    def _move(self, to: Phase) -> None:
-        """The one place a phase changes; the move must be in the lifecycle's table."""
-        old = self.phase
-        if to is not old:
-            if to not in MOVES[old]:
-                raise AssertionError(f"service {self.name!r}: no move from {old} to {to}")
-            self.phase = to
-            hub = self.hub
-            if hub.wanted_status():
-                hub.emit(
-                    ServicePhaseChanged(
-                        manager=hub.manager, time=trio_now(), service=self.name, old=old, new=to
-                    ),
-                    _DEBUG,
-                )
-        self._publish()
-
-    def _publish(self) -> None:
-        """Tell waiters that something changed: statuses, readiness, verbs' waits."""
-        if self._readiness is not None:
-            self._readiness.value = self.phase is RUNNING
-        changed = self._changed
-        if changed is not None:
-            self._changed = None
-            changed.set()
-        if self.phase is REMOVED:
-            return
-        new = self.status_now()
-        old = self._status
-        if new is not old:
-            self._status = new
-            if self._status_value is not None:
-                self._status_value.value = new
-            hub = self.hub
-            if old is not None and hub.wanted_status():
-                hub.emit(
-                    ServiceStatusChanged(
-                        manager=hub.manager, time=trio_now(), service=self.name, old=old, new=new
-                    ),
-                    _DEBUG,
-                )
-
-    async def until(self, done: Callable[[], bool]) -> None:
-        """Wait until *done()* holds, asked again after every change (no checkpoint if it holds)."""
-        while not done():
-            if self._changed is None:
-                self._changed = trio.Event()
-            await self._changed.wait()
-
-    def entered_since(self, attempt: int) -> bool:
-        """Whether a start made at *attempt* entered ``serve``, waits on a dependency or ended."""
-        phase = self.phase
-        return phase not in LIVE or self.attempt > attempt or phase is WAITING_DEPS
-
-    def settled_since(self, attempt: int) -> bool:
-        """Whether a start made at *attempt* is ready, has ended its attempt, waits or ended."""
-        phase = self.phase
-        if phase not in LIVE or phase is WAITING_DEPS:
-            return True
-        return self.attempt > attempt and phase is not STARTING
-
-    def ended_since(self, life: int) -> bool:
-        """Whether the instance of *life* has exited (the task ended or began another life)."""
-        return self.life != life or self.phase not in LIVE
-
-    @property
-    def alive(self) -> bool:
-        """Whether the service's runner task lives."""
-        return self.phase in LIVE
-
-    @property
-    def may_start_again(self) -> bool:
-        """Whether the tree may start this service now (nothing holds it down)."""
-        return not (self.held or self.deleting or self.phase in LIVE or self.phase is FAILED)
-
-    def reset_counters(self) -> None:
-        """Clear the counters that a manual start, restart or reset clears."""
-        self.generation += 1
-        self.restart_count = 0
-        self.consec_failures = 0
-        self.current_delay = self.config.restart_delay
-        self.window.clear()
-        self.window_restarts = 0
-        self.window_start = None
-
-    # ---------------------------------------------------------------- requests
-
-    def spawn(self, ctx: ServeContext) -> None:
-        """Start the runner task in the manager's nursery (no task may live)."""
-        assert self.phase not in LIVE, self.name  # never two tasks
-        self.ctx = ctx
-        self.stop_asked = False
-        self._again = _EXIT
-        self._move(STARTING)  # a task lives from now on
-        ctx.nursery.start_soon(self._run, ctx, name=f"trisup:{self.name}")
-
-    def request_start(self, ctx: ServeContext | None) -> bool:
-        """A manual start; whether an instance is to enter ``serve`` (so a caller may wait).
-
-        A no-op if an attempt is starting or running (or waits on a dependency).
-        *ctx* is ``None`` while the manager does not accept starts: the start is
-        only recorded then.
-        """
-        phase = self.phase
-        alive = phase in LIVE
-        if alive and not self.stop_asked and phase in _UNDERWAY:
-            return False  # starting or running: a no-op
-        self.held = False
-        self.seq += 1
-        self.reset_counters()
-        if ctx is None:  # only recorded: the next serve starts it
-            self._again = _EXIT
-            if not alive:
-                self._move(IDLE)
-            else:
-                self._publish()
-            return False
-        if not alive:
-            self.spawn(ctx)
-        elif self.stop_asked:
-            self._again = _AGAIN  # the instance is exiting: a new one follows in this task
-        elif phase is BACKOFF:
-            self._wait_cut = True
-            if self.ctx is not None and self.task is not None:
-                self.ctx.timer.wake(self.task)  # unless still in the checkpoint that begins it
-        elif phase is GROUP_WAIT:
-            self.release()  # out of the group restart: it starts now
-        self._publish()
-        return True
-
-    def request_stop(self, *, hold: bool = True, delete: bool = False) -> bool:
-        """Stop the instance (held by hand, deleted, or for a shutdown); whether one lives.
-
-        The shutdown's stop (*hold* false) is not a request of its own: it supersedes
-        nothing, since it holds nothing and nothing starts while the manager stops.
-        """
-        if hold or delete:
-            self.seq += 1
-        if delete:
-            self.deleting = True
-        if hold:
-            self.held = True
-        self._again = _EXIT
-        if self.phase not in LIVE:
-            if delete:
-                self._remove()
-            else:
-                self._publish()
-            return False
-        self._cancel()
-        return True
-
-    def keep(self) -> None:
-        """A delete whose stop timed out: the service stays registered, stopped."""
-        self.deleting = False
-        self.held = True
-        self._publish()
-
-    def exited(self) -> bool:
-        """Whether no task of the service lives."""
-        return self.phase not in LIVE
-
-    def request_restart(self, *, again: int = _AGAIN, fresh: bool = True) -> None:
-        """Stop the instance and start the next one in the same task.
-
-        *fresh*: a manual restart (counters cleared once the old instance has
-        exited: a restart whose stop times out starts and clears nothing);
-        otherwise a dependency or group restart that keeps them.
-        """
-        self.seq += 1
-        if fresh:
-            self.held = False
-            again = _FRESH
-        if self.phase not in LIVE:
-            if fresh:
-                self.reset_counters()
-            self._publish()
-            return
-        self._again = again
-        self._cancel()
-
-    def request_group_stop(self, group: object) -> None:
-        """A group restart stops it: a ``NEVER`` service stays down, others wait for the group."""
-        if self.config.restart_policy is RestartPolicy.NEVER:
-            self.request_stop(hold=False)
-        else:
-            self.group = group
-            self.request_restart(again=_GROUP, fresh=False)
-
-    def release(self) -> None:
-        """End the ``GROUP_WAIT`` park: the next attempt starts now."""
-        self.group = None
-        if self._go is not None:
-            self._go.set()
-
-    def reset(self) -> None:
-        """``reset_service``: clear the counters and a failure; starts nothing."""
-        self.reset_counters()
-        if self.phase is FAILED:
-            self._move(IDLE)
-        else:
-            self._publish()
-
-    def _cancel(self, *, at_once: bool = False) -> None:
-        """Ask the current life to end.
-
-        A running service with a ``grace_period`` sees its ``stop_requested``
-        event set and is cancelled only when the grace period has passed;
-        otherwise (or *at_once*) it is cancelled now.
-        """
-        first = not self.stop_asked
-        self.stop_asked = True
-        if self._stop_event is not None:
-            self._stop_event.set()
-        phase = self.phase
-        if phase is STARTING or phase is RUNNING:
-            self._move(STOPPING)
-        else:
-            self._publish()
-        scope = self.scope
-        if scope is None:
-            return
-        grace = self.config.grace_period
-        if at_once or grace <= 0 or self.run_started is None:
-            scope.cancel(reason=f"trisup: stop {self.name}")
-        elif first:
-            scope.deadline = min(scope.deadline, trio.current_time() + grace)
-
-    def cancel_now(self) -> None:
-        """The shutdown's last resort: cancel the instance at once, whatever its grace period."""
-        if self.phase in LIVE:
-            self._cancel(at_once=True)
-
-    def stop_event(self) -> trio.Event:
-        """The event set when a stop of the current attempt is requested."""
-        if self._stop_event is None:
-            self._stop_event = trio.Event()
-            if self.stop_asked:
-                self._stop_event.set()
-        return self._stop_event
-
-    def readiness(self) -> AsyncValue[bool]:
-        """Whether an attempt is running and ready (for dependents to wait on)."""
-        if self._readiness is None:
-            self._readiness = AsyncValue(self.phase is RUNNING)
-        return self._readiness
-
-    def owns_current_task(self) -> bool:
-        """Whether the calling task is the runner task or one it started."""
-        if self.task is None:
-            return False
-        task: trio.lowlevel.Task | None = trio.lowlevel.current_task()
-        while task is not None:
-            if task is self.task:
-                return True
-            nursery = task.parent_nursery
-            task = nursery.parent_task if nursery is not None else None
-        return False
+    __slots__ = ()
 
     def mark_ready(self, attempt: int) -> None:
         """Called through ``task_status.started()``."""
@@ -507,9 +111,9 @@ class Runner:
             self._move(RUNNING)
         else:
             self._publish()
-        if self.hub.wanted(_DEBUG):
+        if self.hub.wanted(DEBUG):
             self.hub.emit(
-                ServiceReady(manager=self.hub.manager, time=trio_now(), service=self.name), _DEBUG
+                ServiceReady(manager=self.hub.manager, time=trio_now(), service=self.name), DEBUG
             )
 
     def healthy(self, attempt: int) -> None:
@@ -517,27 +121,6 @@ class Runner:
         if self.run_started is not None and attempt == self.attempt:
             self._healthy_reset()
             self._publish()
-
-    def _healthy_reset(self) -> None:
-        self.consec_failures = 0
-        self.current_delay = self.config.restart_delay
-        self.window.clear()
-        self.window_restarts = 0
-        self.window_start = None
-
-    def _remove(self) -> None:
-        """Deleted and exited: leave the registry (the name may be added again)."""
-        self._move(REMOVED)
-        if self.registry.get(self.name) is self:
-            del self.registry[self.name]
-        self.status.value = None
-        if self.hub.wanted(_INFO):
-            self.hub.emit(
-                ServiceRemoved(manager=self.hub.manager, time=trio_now(), service=self.name),
-                _INFO,
-            )
-
-    # ------------------------------------------------------------------ the task
 
     def _go_on(self, ctx: ServeContext) -> int:
         """At the end of a life: what the task does next (the one place that decides).
@@ -548,16 +131,16 @@ class Runner:
         """
         again = self._again
         if self.deleting or self.held or ctx.stopping or not self.stop_asked:
-            return _EXIT
-        if again == _FRESH:
+            return EXIT
+        if again == FRESH:
             self.reset_counters()
-            return _AGAIN
+            return AGAIN
         return again
 
     async def _run(self, ctx: ServeContext) -> None:
         self.task = trio.lowlevel.current_task()
         set_current(self)
-        begin = _AGAIN  # how the next life begins: an attempt, a group park, or the backoff
+        begin = AGAIN  # how the next life begins: an attempt, a group park, or the backoff
         try:
             while True:
                 self.life += 1
@@ -569,20 +152,20 @@ class Runner:
                     resume = await self._life(ctx, scope, begin)
                 self.scope = None
                 if resume and not (self.stop_asked or ctx.stopping):
-                    begin = _BACKOFF  # the start timeout spent the scope: back off in a fresh one
+                    begin = BACKOFF_FIRST  # the start timeout spent the scope: a fresh one
                     continue
                 begin = self._go_on(ctx)
-                if begin == _EXIT:
+                if begin == EXIT:
                     break
                 self.stop_asked = False
-                self._again = _EXIT
+                self._again = EXIT
                 self._stop_event = None
                 self._publish()  # a new life: the stop's waiters may return
         finally:
-            if self.stop_asked and self.hub.wanted(_INFO):
+            if self.stop_asked and self.hub.wanted(INFO):
                 self.hub.emit(
                     ServiceStopDone(manager=self.hub.manager, time=trio_now(), service=self.name),
-                    _INFO,
+                    INFO,
                 )
             clear_current()
             self.task = None
@@ -592,7 +175,7 @@ class Runner:
             self.group = None
             self._go = None
             self.stop_asked = False
-            self._again = _EXIT
+            self._again = EXIT
             if self.deleting:
                 self._remove()
             elif self.phase in LIVE:
@@ -602,10 +185,10 @@ class Runner:
 
     async def _life(self, ctx: ServeContext, scope: trio.CancelScope, begin: int) -> bool:
         """Attempts and backoff waits until a stop or an end; whether to resume at the backoff."""
-        deps = begin != _BACKOFF
-        if begin == _GROUP:
+        deps = begin != BACKOFF_FIRST
+        if begin == GROUP:
             await self._park_in_group()
-        elif begin == _BACKOFF:
+        elif begin == BACKOFF_FIRST:
             decided = await self._backoff(ctx, restart_now=False, uptime=0.0)
             if decided == _END:
                 return False
@@ -675,15 +258,15 @@ class Runner:
             scope.deadline = now + config.start_timeout
         self._move(RUNNING if ready else STARTING)
         hub = self.hub
-        if hub.wanted(_DEBUG):
+        if hub.wanted(DEBUG):
             hub.emit(
                 ServiceStarting(
                     manager=hub.manager, time=now, service=self.name, start_count=self.start_count
                 ),
-                _DEBUG,
+                DEBUG,
             )
             if ready:
-                hub.emit(ServiceReady(manager=hub.manager, time=now, service=self.name), _DEBUG)
+                hub.emit(ServiceReady(manager=hub.manager, time=now, service=self.name), DEBUG)
         return attempt
 
     def _open(self, attempt: int) -> Awaitable[object]:
@@ -724,7 +307,7 @@ class Runner:
             assert error is not None
             self._record_error(ctx, error, now)
             self.consec_failures += 1
-            self._exited(kind, error, uptime, _WARNING)
+            self._exited(kind, error, uptime, WARNING)
             if config.restart_policy is RestartPolicy.NEVER:
                 self._move(FAILED)
                 self._failed("restart policy is never")
@@ -733,76 +316,37 @@ class Runner:
             return _RESTART
         if kind is STOPPED:  # rule 2
             self.success_count += 1
-            self._exited(kind, error, uptime, _DEBUG)
+            self._exited(kind, error, uptime, DEBUG)
             return _END
         if kind is CLEAN:  # rule 6
             self.success_count += 1
             self.consec_failures = 0
-            self._exited(kind, None, uptime, _INFO)
+            self._exited(kind, None, uptime, INFO)
             if config.restart_policy is RestartPolicy.ALWAYS:
                 return _RESTART
             self._move(COMPLETED)
             return _END
         assert error is not None  # the other outcomes come from an exception
         if kind is RESTART_NOW:  # the service asked for it: not a failure, no backoff
-            self._exited(kind, None, uptime, _INFO)
+            self._exited(kind, None, uptime, INFO)
             return _NOW
         if kind is ESCAPE:  # rule 1: KeyboardInterrupt, SystemExit, ... tear down
             raise error
         if kind is NO_RESTART:  # rule 4, every leaf a bare DoNotRestart
             self.success_count += 1
-            self._exited(kind, error, uptime, _INFO)
+            self._exited(kind, error, uptime, INFO)
             self._move(COMPLETED)
             return _END
         self._record_error(ctx, error, now)
         self._move(FAILED)
         if kind is FATAL:  # rule 3
-            self._exited(kind, error, uptime, _ERROR)
+            self._exited(kind, error, uptime, ERROR)
             self._failed("fatal error")
             ctx.terminate(find_terminate(error))
         else:  # rule 4, with a cause or beside other errors
-            self._exited(kind, error, uptime, _WARNING)
+            self._exited(kind, error, uptime, WARNING)
             self._failed("do not restart")
         return _END
-
-    def _record_error(self, ctx: ServeContext, error: BaseException, now: float) -> None:
-        self.error_count += 1
-        self.error = error
-        self.last_error = error_message(error)
-        self.last_error_time = now + ctx.wall_offset
-
-    def _exited(
-        self, kind: AttemptOutcome, error: BaseException | None, uptime: float, level: int
-    ) -> None:
-        if error is not None and level > _DEBUG:
-            text = self.last_error
-            if text == self._last_logged:
-                level = _DEBUG  # the seed's de-duplication of identical failures
-            self._last_logged = text
-        hub = self.hub
-        if hub.wanted(level):
-            hub.emit(
-                ServiceExited(
-                    manager=hub.manager,
-                    time=trio_now(),
-                    service=self.name,
-                    outcome=kind.value,
-                    error=error,
-                    uptime=uptime,
-                ),
-                level,
-                exc_info=error if level > _DEBUG else None,
-            )
-
-    def _failed(self, reason: str) -> None:
-        hub = self.hub
-        if hub.wanted(_ERROR):
-            hub.emit(
-                ServiceFailed(
-                    manager=hub.manager, time=trio_now(), service=self.name, reason=reason
-                ),
-                _ERROR,
-            )
 
     async def _backoff(self, ctx: ServeContext, *, restart_now: bool, uptime: float) -> int:
         """The restart path: give up, take part in a group restart, or wait and go on."""
@@ -835,10 +379,10 @@ class Runner:
             return _END  # the manager gave up: it is shutting down
         delay = jittered(self.current_delay, config.jitter, ctx.rng)
         hub = self.hub
-        if hub.wanted(_INFO):
+        if hub.wanted(INFO):
             hub.emit(
                 ServiceBackingOff(manager=hub.manager, time=now, service=self.name, delay=delay),
-                _INFO,
+                INFO,
             )
         if tree.has_dependencies:
             dependents = tree.dependents(self)
@@ -872,37 +416,6 @@ class Runner:
         if count:
             self.count_restart(ctx, grow=generation == self.generation)
         return _NEXT
-
-    def count_restart(self, ctx: ServeContext, *, grow: bool = True) -> None:
-        """Count an automatic restart: grow the delay, record it in the window.
-
-        A reset during the wait (*grow* false) keeps the fresh delay.
-        """
-        config = self.config
-        if grow:
-            self.current_delay = next_delay(
-                self.current_delay, config.backoff_multiplier, config.max_restart_delay
-            )
-        now = trio.current_time()
-        self.restart_count += 1
-        self.window.record(now, config.max_restarts_in_window)
-        self.window_restarts = self.window.count(now, config.restart_window)
-        self.window_start = self._wall(ctx, self.window.oldest())
-        hub = self.hub
-        if hub.wanted(_DEBUG):
-            hub.emit(
-                ServiceRestarting(
-                    manager=hub.manager,
-                    time=now,
-                    service=self.name,
-                    restart_count=self.restart_count,
-                ),
-                _DEBUG,
-            )
-
-    @staticmethod
-    def _wall(ctx: ServeContext, t: float | None) -> float | None:
-        return None if t is None else t + ctx.wall_offset
 
 
 def _trimmed(exc: BaseException) -> BaseException:
