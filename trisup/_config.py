@@ -26,6 +26,7 @@ __all__ = [
     "build_config",
     "parse_policy",
     "repair",
+    "seconds",
     "with_auto_start",
     "with_backoff",
     "with_max_restarts",
@@ -146,6 +147,20 @@ class ServiceConfig:
             value = getattr(self, field)
             if not isinstance(value, bool):
                 raise TypeError(f"{field} must be a bool, not {type(value).__name__}")
+
+
+def seconds(field: str, value: object) -> float:
+    """*value* as a positive, finite number of seconds.
+
+    Raises:
+        TypeError: not a number (a bool is not one).
+        ValueError: not positive, or not finite.
+    """
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        raise TypeError(f"{field} must be a number of seconds, not {type(value).__name__}")
+    if not finite(value) or value <= 0:
+        raise ValueError(f"{field} must be positive and finite, not {safe_repr(value)}")
+    return float(value)
 
 
 def finite(value: float) -> bool:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import random
+import time
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
@@ -13,7 +14,23 @@ if TYPE_CHECKING:
     from ._timer import DeadlineTimer
     from ._tree import Tree
 
-__all__ = ["ServeContext", "clear_current", "runner_of_current_task", "set_current", "trio_now"]
+__all__ = [
+    "ServeContext",
+    "clear_current",
+    "runner_of_current_task",
+    "set_current",
+    "trio_now",
+    "wall_now",
+]
+
+
+def wall_now(ctx: ServeContext | None) -> float:
+    """The wall-clock POSIX time now: from the Trio clock while *ctx* serves (so it follows
+    a `MockClock`), else from the system clock."""
+    now = trio_now()
+    if ctx is None or now is None:
+        return time.time()
+    return ctx.wall(now)
 
 
 def trio_now() -> float | None:

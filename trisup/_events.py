@@ -13,12 +13,15 @@ from __future__ import annotations
 
 import logging
 from collections import deque
+from collections.abc import AsyncGenerator
+from contextlib import asynccontextmanager
 from dataclasses import dataclass, fields
 from typing import ClassVar, final
 
 import trio
 
-from ._errors import error_message
+from ._context import trio_now
+from ._errors import error_message, safe_repr
 from ._status import Phase, ServiceStatus
 
 __all__ = [
@@ -376,6 +379,26 @@ class EventHub:
         )
         if target.isEnabledFor(level):
             target.log(level, "%s", event.message(), exc_info=exc_info, extra=event.extra())
+
+    def manager_event(self, kind: type[ManagerStarted | ManagerStopping | ManagerStopped]) -> None:
+        """Emit the manager's own event *kind* at INFO."""
+        if self.wanted(logging.INFO):
+            self.emit(kind(manager=self.manager, time=trio_now()), logging.INFO)
+
+    @asynccontextmanager
+    async def subscription(self, max_buffer: int) -> AsyncGenerator[Subscription]:
+        """A subscriber for the duration of the block (`Manager.subscribe`).
+
+        Raises:
+            ValueError: *max_buffer* is not a positive int.
+        """
+        if isinstance(max_buffer, bool) or not isinstance(max_buffer, int) or max_buffer < 1:
+            raise ValueError(f"max_buffer must be a positive int, not {safe_repr(max_buffer)}")
+        sub = self.subscribe(max_buffer)
+        try:
+            yield sub
+        finally:
+            self.unsubscribe(sub)
 
     def subscribe(self, max_buffer: int) -> Subscription:
         """Add a subscriber."""

@@ -1,8 +1,9 @@
 """`Manager`: the registry, the control verbs, serve / run / serve_background, hooks.
 
-The manager owns the registry and the serve lifecycle; each `Runner` owns its
-service's counters and task. Control verbs change a runner's flags
-synchronously, then wait (with the service's ``stop_timeout``) for its task.
+The manager owns the registry and the serve sequence; each `Runner` owns its
+service's state and task. A control verb asks the runner (`_verbs.py`), which
+records the request and decides in its task; the manager never assigns a
+runner's fields.
 """
 
 from __future__ import annotations
@@ -10,21 +11,18 @@ from __future__ import annotations
 import logging
 import random
 import time
-from collections.abc import AsyncGenerator, Awaitable, Callable, Iterable
-from contextlib import asynccontextmanager
-from functools import partial
-from typing import NoReturn, TypeVar, Unpack, final
+from collections.abc import Callable, Iterable
+from contextlib import AbstractAsyncContextManager
+from typing import TypeVar, Unpack, final
 
 import trio
 
 from ._background import BackgroundServe, call_hook, run_with_signals, serve_in_background
-from ._config import Option, ServiceConfig, ServiceFields, build_config, finite, repair
-from ._context import ServeContext, trio_now
+from ._config import Option, ServiceConfig, ServiceFields, build_config, repair, seconds
+from ._context import ServeContext, trio_now, wall_now
 from ._errors import (
     ServiceAlreadyExists,
     ServiceNotFound,
-    ServiceStopTimeout,
-    SupervisorError,
     safe_repr,
 )
 from ._events import (
@@ -33,35 +31,23 @@ from ._events import (
     ManagerStopped,
     ManagerStopping,
     ServiceAdded,
-    ServiceStopTimedOut,
     Subscription,
 )
 from ._runner import Runner
-from ._service import Service
-from ._shutdown import bounded_hook, stop_in_order
+from ._service import Service, check_service
+from ._shutdown import Shutdown
 from ._snapshot import snapshot
+from ._startup import assign_positions, start_all
 from ._status import ExitStatus, ServiceInfo, ServiceStatus
 from ._timer import DeadlineTimer
-from ._tree import Intensity, Strategy, Tree, start_order
+from ._tree import Intensity, Strategy, Tree, check_dependencies, check_supervision
+from ._verbs import each, restart, start, stop, wait_status
 
 __all__ = ["Manager"]
 
 logger = logging.getLogger("trisup")
 
 F = TypeVar("F", bound=Callable[[], object])
-
-
-def _check_service(service: object) -> Service:
-    if not isinstance(service, Service):
-        raise TypeError(
-            f"service must have a 'name' and an async 'serve' method, not {type(service).__name__}"
-        )
-    name: object = service.name
-    if not isinstance(name, str) or not name:
-        raise TypeError(f"service name must be a non-empty str, not {safe_repr(name)}")
-    if not callable(service.serve):
-        raise TypeError(f"service {name!r}: 'serve' is not callable")
-    return service
 
 
 @final
@@ -88,35 +74,10 @@ class Manager:
     ) -> None:
         if not isinstance(name, str) or not name:
             raise TypeError(f"name must be a non-empty str, not {safe_repr(name)}")
-        if isinstance(stop_timeout, bool) or not isinstance(stop_timeout, (int, float)):
-            raise TypeError(
-                f"stop_timeout must be a number of seconds, not {type(stop_timeout).__name__}"
-            )
-        if not finite(stop_timeout) or stop_timeout <= 0:
-            raise ValueError(
-                f"stop_timeout must be positive and finite, not {safe_repr(stop_timeout)}"
-            )
-        try:
-            strategy = Strategy(strategy)
-        except Exception:  # not a member; the enum's own message may fail to repr it
-            raise ValueError(
-                f"strategy must be a trisup.Strategy, not {safe_repr(strategy)}"
-            ) from None
-        if intensity is not None and (
-            isinstance(intensity, bool) or not isinstance(intensity, int) or intensity < 0
-        ):
-            raise ValueError(
-                f"intensity must be a non-negative int or None, not {safe_repr(intensity)}"
-            )
-        if isinstance(period, bool) or not isinstance(period, (int, float)):
-            raise TypeError(f"period must be a number of seconds, not {type(period).__name__}")
-        if not finite(period) or period <= 0:
-            raise ValueError(f"period must be positive and finite, not {safe_repr(period)}")
+        self.stop_timeout = seconds("stop_timeout", stop_timeout)
+        self.strategy, self.period = check_supervision(strategy, intensity, period)
         self.name = name
-        self.stop_timeout = float(stop_timeout)
-        self.strategy = strategy
         self.intensity = intensity
-        self.period = float(period)
         self._rng = rng if rng is not None else random.Random()
         self._runners: dict[str, Runner] = {}
         self._next_position = 0
@@ -129,8 +90,7 @@ class Manager:
         self._ctx: ServeContext | None = None
         self._serving = False
         self._accepting = False
-        self._aborted = False
-        self._shutdown_scope: trio.CancelScope | None = None
+        self._stopper = Shutdown()
 
     def __repr__(self) -> str:
         return (
@@ -169,15 +129,16 @@ class Manager:
             TypeError: *service* is not a service or *config* not a `ServiceConfig`.
             ServiceAlreadyExists: the name is taken (the existing one is untouched).
         """
-        service = _check_service(service)
+        service = check_service(service)
         if service is self:
             raise ValueError(f"manager {self.name!r} cannot supervise itself")
         name = service.name
         if name in self._runners:
             raise ServiceAlreadyExists(name)
-        deps = self._check_dependencies(name, depends_on)
+        graph = {n: r.depends_on for n, r in self._runners.items()}
+        deps = check_dependencies(name, depends_on, graph, serving=self._ctx is not None)
         config = repair(config, name)
-        runner = Runner(service, config, self._wall_now(), self._hub, self._runners)
+        runner = Runner(service, config, wall_now(self._ctx), self._hub, self._runners)
         runner.depends_on = deps
         runner.position = self._next_position  # serve renumbers by dependencies
         self._next_position += 1
@@ -192,32 +153,6 @@ class Manager:
                 ctx.tree.has_dependencies = True
             if self._accepting and not runner.held:
                 runner.spawn(ctx)
-
-    def _check_dependencies(self, name: str, depends_on: Iterable[str]) -> tuple[str, ...]:
-        if isinstance(depends_on, str):
-            raise TypeError("depends_on must be a list of service names, not a str")
-        try:
-            deps = tuple(depends_on)
-        except TypeError:  # not iterable: say which argument
-            raise TypeError(
-                f"depends_on must be a list of service names, not {type(depends_on).__name__}"
-            ) from None
-        for dep in deps:
-            if not isinstance(dep, str):
-                raise TypeError(f"depends_on must hold service names, not {safe_repr(dep)}")
-        if name in deps:
-            raise ValueError(f"service {name!r} cannot depend on itself")
-        if not deps and self._ctx is None:
-            return deps  # no edge leaves *name*, so no cycle can pass through it
-        known = [n for n in self._runners if n != name]
-        graph = {n: r.depends_on for n, r in self._runners.items()}
-        graph[name] = deps
-        if self._ctx is not None:  # serving: every dependency must exist now
-            start_order([*known, name], graph)
-        else:  # names may be added later; still refuse a cycle among known ones
-            names = [*known, name]
-            start_order(names, {n: [d for d in graph[n] if d in graph] for n in names})
-        return deps
 
     def has(self, name: str) -> bool:
         """Whether a service named *name* is registered."""
@@ -236,25 +171,17 @@ class Manager:
         now = trio_now()
         return [snapshot(r, now) for r in self._runners.values()]
 
+    def _accepting_ctx(self) -> ServeContext | None:
+        """The serve's context while it accepts starts (``None`` before and during shutdown)."""
+        return self._ctx if self._accepting else None
+
     def _get(self, name: str) -> Runner:
         try:
             return self._runners[name]
         except (KeyError, TypeError):
             raise ServiceNotFound(str(name)) from None
 
-    def _wall_now(self) -> float:
-        ctx = self._ctx
-        now = trio_now()
-        if ctx is None or now is None:
-            return time.time()
-        return ctx.wall(now)
-
-    def _manager_event(self, kind: type[ManagerStarted | ManagerStopping | ManagerStopped]) -> None:
-        if self._hub.wanted(logging.INFO):
-            self._hub.emit(kind(manager=self.name, time=trio_now()), logging.INFO)
-
-    @asynccontextmanager
-    async def subscribe(self, *, max_buffer: int = 1024) -> AsyncGenerator[Subscription]:
+    def subscribe(self, *, max_buffer: int = 1024) -> AbstractAsyncContextManager[Subscription]:
         """Receive this manager's events while the block runs.
 
         The stream is bounded by *max_buffer*: when a subscriber falls behind, the
@@ -264,13 +191,7 @@ class Manager:
         Raises:
             ValueError: *max_buffer* is not a positive int.
         """
-        if isinstance(max_buffer, bool) or not isinstance(max_buffer, int) or max_buffer < 1:
-            raise ValueError(f"max_buffer must be a positive int, not {safe_repr(max_buffer)}")
-        sub = self._hub.subscribe(max_buffer)
-        try:
-            yield sub
-        finally:
-            self._hub.unsubscribe(sub)
+        return self._hub.subscription(max_buffer)
 
     # ---------------------------------------------------------------- hooks
 
@@ -321,28 +242,7 @@ class Manager:
                 within ``stop_timeout`` (the start stays requested: it follows
                 once that instance has exited).
         """
-        await self._start(self._get(name))
-
-    async def _start(self, runner: Runner) -> None:
-        if runner.deleting:
-            await trio.lowlevel.checkpoint()
-            raise ServiceNotFound(runner.name)
-        exiting = runner.stop_asked
-        seq, attempt = runner.seq + 1, runner.attempt
-        if not runner.request_start(self._ctx if self._accepting else None) or (
-            runner.owns_current_task()
-        ):
-            await trio.lowlevel.checkpoint()
-            return
-        entered = partial(_entered, runner, seq, attempt)
-        if not exiting:
-            await _wait(runner, entered)
-            return
-        timeout = runner.config.stop_timeout
-        with trio.move_on_after(timeout):
-            await _wait(runner, entered)
-            return
-        self._stop_timed_out(runner, timeout)
+        await start(self._get(name), self._accepting_ctx(), self._hub)
 
     async def stop_service(self, name: str) -> None:
         """Stop a service and wait for its instance to exit, at most its ``stop_timeout``.
@@ -360,30 +260,7 @@ class Manager:
         if runner.held and not runner.deleting:
             await trio.lowlevel.checkpoint()
             return
-        await self._stop(runner)
-
-    async def _stop(self, runner: Runner, *, delete: bool = False) -> None:
-        life, seq = runner.life, runner.seq + 1
-        if not runner.request_stop(delete=delete) or runner.owns_current_task():
-            await trio.lowlevel.checkpoint()
-            return
-        timeout = runner.config.stop_timeout
-        with trio.move_on_after(timeout):
-            await _wait(runner, partial(runner.ended_since, life))
-            return
-        if delete and runner.seq == seq:
-            runner.keep()  # it stays registered, stopped
-        self._stop_timed_out(runner, timeout)
-
-    def _stop_timed_out(self, runner: Runner, timeout: float) -> NoReturn:
-        if self._hub.wanted(logging.WARNING):
-            self._hub.emit(
-                ServiceStopTimedOut(
-                    manager=self.name, time=trio_now(), service=runner.name, timeout=timeout
-                ),
-                logging.WARNING,
-            )
-        raise ServiceStopTimeout(runner.name, timeout)
+        await stop(runner, self._hub)
 
     async def restart_service(self, name: str) -> None:
         """Stop a service (as `stop_service`), then start it; never two at once.
@@ -399,29 +276,14 @@ class Manager:
         """
         runner = self._get(name)
         if not runner.alive or runner.deleting:
-            await self._start(runner)
+            await start(runner, self._accepting_ctx(), self._hub)
         else:
-            await self._restart(runner)
+            await restart(runner, self._hub)
         ctx = self._ctx
         if ctx is not None and not runner.owns_current_task():
             dependents = ctx.tree.dependents(runner)
             if dependents:
                 await ctx.tree.restart_dependents(ctx, dependents)
-
-    async def _restart(self, runner: Runner) -> None:
-        life, seq, attempt = runner.life, runner.seq + 1, runner.attempt
-        runner.request_restart()
-        if runner.owns_current_task():
-            await trio.lowlevel.checkpoint()
-            return
-        timeout = runner.config.stop_timeout
-        with trio.move_on_after(timeout) as scope:
-            await _wait(runner, partial(runner.ended_since, life))  # the old one exited
-        if scope.cancelled_caught:
-            if runner.seq == seq:
-                runner.request_stop()  # the stop timed out: it stays stopped, nothing starts
-            self._stop_timed_out(runner, timeout)
-        await runner.until(partial(_entered, runner, seq, attempt))
 
     def reset_service(self, name: str) -> None:
         """Clear failed and the non-lifetime counters; starts nothing.
@@ -443,44 +305,23 @@ class Manager:
             ServiceNotFound: no such service.
             ServiceStopTimeout: the stop timed out; it stays registered, stopped.
         """
-        await self._stop(self._get(name), delete=True)
+        await stop(self._get(name), self._hub, delete=True)
 
     async def remove_services(self) -> None:
         """Delete every service, concurrently; errors are logged, not raised."""
-        await self._each(self._delete_runner, "remove")
+        await each(self._runners.values(), self._delete_runner, "remove")
 
     async def restart_services(self) -> None:
         """Restart every service, concurrently; errors are logged, not raised."""
-        await self._each(self._restart_runner, "restart")
+        await each(self._runners.values(), self._restart_runner, "restart")
 
     async def _delete_runner(self, runner: Runner) -> None:
         if self._runners.get(runner.name) is runner:
-            await self._stop(runner, delete=True)
+            await stop(runner, self._hub, delete=True)
 
     async def _restart_runner(self, runner: Runner) -> None:
         if self._runners.get(runner.name) is runner:
             await self.restart_service(runner.name)
-
-    async def _each(self, verb: Callable[[Runner], Awaitable[None]], what: str) -> None:
-        async def one(runner: Runner) -> None:
-            try:
-                await verb(runner)
-            except SupervisorError as exc:
-                logger.error(
-                    "%s of service %s failed: %s",
-                    what,
-                    runner.name,
-                    exc,
-                    extra={"service": runner.name, "event": f"{what}_failed"},
-                )
-
-        runners = list(self._runners.values())
-        if not runners:
-            await trio.lowlevel.checkpoint()
-            return
-        async with trio.open_nursery() as nursery:
-            for runner in runners:
-                nursery.start_soon(one, runner)
 
     async def wait_status(self, name: str, *statuses: ServiceStatus) -> ServiceStatus:
         """Wait until the service is in one of *statuses*; return that status.
@@ -493,18 +334,7 @@ class Manager:
         """
         if not statuses:
             raise TypeError("wait_status() needs at least one status")
-        wanted = frozenset(ServiceStatus(s) for s in statuses)
-        runner = self._get(name)
-        value: ServiceStatus | None = runner.status.value
-        if value is None or value not in wanted:
-            value = await runner.status.wait_value(  # pyright: ignore[reportUnknownMemberType]
-                lambda v: v is None or v in wanted  # pyright: ignore[reportUnknownLambdaType]
-            )
-        else:
-            await trio.lowlevel.checkpoint()
-        if value is None:
-            raise ServiceNotFound(name)
-        return value
+        return await wait_status(self._get(name), statuses)
 
     # ------------------------------------------------------------------ serve
 
@@ -528,9 +358,9 @@ class Manager:
         """
         if self._serving:
             raise RuntimeError(f"manager {self.name!r} is already serving")
-        self._start_order()  # refuse an unknown dependency or a cycle before anything runs
+        self._next_position = len(assign_positions(self._runners))  # refuses a cycle first
         self._serving = True
-        self._aborted = False
+        self._stopper = Shutdown()
         error: BaseException | None = None
         ctx: ServeContext | None = None
         try:
@@ -545,7 +375,7 @@ class Manager:
                 )
                 self._ctx = ctx
                 nursery.start_soon(timer.run, name=f"trisup:{self.name}:timer")
-                self._manager_event(ManagerStarted)
+                self._hub.manager_event(ManagerStarted)
                 try:
                     with trio.CancelScope() as ctx.startup:  # a fatal error cuts it short
                         await self._startup(ctx, task_status)
@@ -567,48 +397,21 @@ class Manager:
             self._ctx = None
             self._accepting = False
             self._serving = False
-            self._manager_event(ManagerStopped)
+            self._hub.manager_event(ManagerStopped)
         if error is not None:
             raise error
         if ctx is not None and ctx.fatal is not None:
             raise ctx.fatal
 
-    def _start_order(self) -> list[Runner]:
-        """The runners by position: dependency order, then registration order (renumbered)."""
-        runners = self._runners
-        if any(r.depends_on for r in runners.values()):
-            names = start_order(list(runners), {n: r.depends_on for n, r in runners.items()})
-            order = [runners[n] for n in names]
-        else:
-            order = list(runners.values())
-        for position, runner in enumerate(order):
-            runner.position = position
-        self._next_position = len(order)
-        return order
-
     async def _startup(self, ctx: ServeContext, task_status: trio.TaskStatus[None]) -> None:
-        """Start the services by position (SPEC §4), then the ``after_start`` hooks."""
+        """``before_start`` hooks, the services by position, ``after_start`` hooks, started()."""
         for hook in list(self._before_start):
             await call_hook(hook)
-        runners = self._start_order()  # hooks may have added services
-        ctx.tree.has_dependencies = any(r.depends_on for r in runners)
+        order = assign_positions(self._runners)  # hooks may have added services
+        self._next_position = len(order)
+        ctx.tree.has_dependencies = any(r.depends_on for r in order)
         self._accepting = True
-        plain: list[tuple[Runner, int]] = []
-        for runner in runners:
-            if ctx.terminated.is_set():
-                return
-            if runner.held or runner.alive or self._runners.get(runner.name) is not runner:
-                continue
-            attempt = runner.attempt
-            runner.request_start(ctx)  # afresh, as start_service would
-            if runner.accepts_task_status:  # ready, classified, timed out or waiting
-                await runner.until(partial(runner.settled_since, attempt))
-                # a KeyboardInterrupt that ended it has cancelled us by now: not ready
-                await trio.lowlevel.checkpoint_if_cancelled()
-            else:
-                plain.append((runner, attempt))
-        for runner, attempt in plain:  # spawned in one batch; each has entered serve
-            await runner.until(partial(runner.entered_since, attempt))
+        await start_all(ctx, order, self._runners)
         for hook in list(self._after_start):
             if ctx.terminated.is_set():
                 return
@@ -619,28 +422,13 @@ class Manager:
     async def _shutdown(self, ctx: ServeContext) -> None:
         ctx.stopping = True
         self._accepting = False
-        self._manager_event(ManagerStopping)
-        with trio.CancelScope(shield=True) as scope:
-            self._shutdown_scope = scope
-            if self._aborted:
-                scope.cancel()
-            for hook in reversed(self._before_stop):
-                await bounded_hook(self.name, hook, "before_stop", self.stop_timeout)
-            await stop_in_order(self._hub, self._runners.values(), self.stop_timeout)
-            for hook in reversed(self._on_close):
-                await bounded_hook(self.name, hook, "on_close", self.stop_timeout)
-            for hook in reversed(self._after_stop):
-                await bounded_hook(self.name, hook, "after_stop", self.stop_timeout)
-        self._shutdown_scope = None
-        if scope.cancelled_caught:
-            for runner in self._runners.values():
-                runner.cancel_now()
-
-    def _abort(self) -> None:
-        """Cut the shutdown sequence short (a second signal)."""
-        self._aborted = True
-        if self._shutdown_scope is not None:
-            self._shutdown_scope.cancel(reason="trisup: shutdown aborted")
+        self._hub.manager_event(ManagerStopping)
+        await self._stopper.run(
+            self._hub,
+            self._runners.values(),
+            self.stop_timeout,
+            (self._before_stop, self._on_close, self._after_stop),
+        )
 
     async def serve_background(self, nursery: trio.Nursery) -> BackgroundServe:
         """Serve in *nursery*; return once startup is done (or has failed).
@@ -659,17 +447,4 @@ class Manager:
         short. Returns ``SUCCESS`` after a signal, a fatal error's status, or
         ``ERROR`` (logged) for any other error. ``sys.exit(trio.run(m.run))``.
         """
-        return await run_with_signals(self.name, self.serve, self._abort)
-
-
-async def _wait(runner: Runner, done: Callable[[], bool]) -> None:
-    """Wait until *done()* holds; a checkpoint either way."""
-    if done():
-        await trio.lowlevel.checkpoint()
-    else:
-        await runner.until(done)
-
-
-def _entered(runner: Runner, seq: int, attempt: int) -> bool:
-    """Whether a start (request *seq*, made at *attempt*) is done or superseded."""
-    return runner.seq != seq or runner.entered_since(attempt)
+        return await run_with_signals(self.name, self.serve, lambda: self._stopper.abort())

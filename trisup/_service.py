@@ -12,7 +12,14 @@ from trio import TaskStatus
 
 from ._errors import safe_repr
 
-__all__ = ["FunctionService", "Service", "accepts_task_status", "is_async_callable", "new_service"]
+__all__ = [
+    "FunctionService",
+    "Service",
+    "accepts_task_status",
+    "check_service",
+    "is_async_callable",
+    "new_service",
+]
 
 PosArgsT = TypeVarTuple("PosArgsT")
 
@@ -138,3 +145,21 @@ def new_service(name: str, async_fn: Callable[..., Awaitable[object]], *args: ob
             f" arguments, not a call or a lambda that returns a coroutine"
         )
     return FunctionService(name, async_fn, *args)
+
+
+def check_service(service: object) -> Service:
+    """*service*, checked to be a `Service` with a non-empty str name.
+
+    Raises:
+        TypeError: it is not a service, or its name is not a non-empty str.
+    """
+    if not isinstance(service, Service):
+        raise TypeError(
+            f"service must have a 'name' and an async 'serve' method, not {type(service).__name__}"
+        )
+    name: object = service.name
+    if not isinstance(name, str) or not name:
+        raise TypeError(f"service name must be a non-empty str, not {safe_repr(name)}")
+    if not callable(service.serve):
+        raise TypeError(f"service {name!r}: 'serve' is not callable")
+    return service

@@ -15,9 +15,55 @@ from ._events import EventHub, ServiceStopTimedOut
 if TYPE_CHECKING:
     from ._runner import Runner
 
-__all__ = ["bounded_hook", "stop_in_order"]
+__all__ = ["Shutdown", "bounded_hook", "stop_in_order"]
 
 logger = logging.getLogger("trisup")
+
+
+class Shutdown:
+    """One serve's shutdown sequence (SPEC §7); `abort` cuts it short (a second signal)."""
+
+    __slots__ = ("_aborted", "_scope")
+
+    def __init__(self) -> None:
+        self._aborted = False
+        self._scope: trio.CancelScope | None = None
+
+    def abort(self) -> None:
+        """Cut the sequence short: what still runs is cancelled at once."""
+        self._aborted = True
+        if self._scope is not None:
+            self._scope.cancel(reason="trisup: shutdown aborted")
+
+    async def run(
+        self,
+        hub: EventHub,
+        runners: Iterable[Runner],
+        stop_timeout: float,
+        hooks: tuple[Iterable[Hook], Iterable[Hook], Iterable[Hook]],
+    ) -> None:
+        """``before_stop`` hooks, the services, ``on_close``, ``after_stop`` (each reversed)."""
+        before_stop, on_close, after_stop = (list(h) for h in hooks)
+        runners = list(runners)
+        name = hub.manager
+        with trio.CancelScope(shield=True) as scope:
+            self._scope = scope
+            if self._aborted:
+                scope.cancel()
+            for hook in reversed(before_stop):
+                await bounded_hook(name, hook, "before_stop", stop_timeout)
+            await stop_in_order(hub, runners, stop_timeout)
+            for hook in reversed(on_close):
+                await bounded_hook(name, hook, "on_close", stop_timeout)
+            for hook in reversed(after_stop):
+                await bounded_hook(name, hook, "after_stop", stop_timeout)
+        self._scope = None
+        if scope.cancelled_caught:
+            for runner in runners:
+                runner.cancel_now()
+
+
+Hook = Callable[[], object]
 
 
 async def bounded_hook(

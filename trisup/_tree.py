@@ -24,7 +24,8 @@ from typing import TYPE_CHECKING
 
 import trio
 
-from ._errors import RestartIntensityExceeded
+from ._config import seconds
+from ._errors import RestartIntensityExceeded, safe_repr
 from ._events import ManagerGaveUp
 from ._status import Phase
 
@@ -32,7 +33,15 @@ if TYPE_CHECKING:
     from ._context import ServeContext
     from ._runner import Runner
 
-__all__ = ["Group", "Intensity", "Strategy", "Tree", "start_order"]
+__all__ = [
+    "Group",
+    "Intensity",
+    "Strategy",
+    "Tree",
+    "check_dependencies",
+    "check_supervision",
+    "start_order",
+]
 
 logger = logging.getLogger("trisup")
 
@@ -285,3 +294,63 @@ def _by_position(runner: Runner) -> int:
 def _stopped_for(runner: Runner, group: Group) -> bool:
     """Whether a group restart's stop of *runner* is over (parked, exited, or taken out)."""
     return runner.group is not group or runner.phase is Phase.GROUP_WAIT or not runner.alive
+
+
+def check_supervision(
+    strategy: object, intensity: object, period: object
+) -> tuple[Strategy, float]:
+    """Check a manager's strategy, intensity and period; the strategy and period to use.
+
+    Raises:
+        TypeError: *period* is not a number.
+        ValueError: an unknown strategy, a negative or non-int intensity, a
+            non-positive or non-finite period.
+    """
+    try:
+        checked = Strategy(strategy)  # type: ignore[arg-type]  # any value: refused below
+    except Exception:  # not a member; the enum's own message may fail to repr it
+        raise ValueError(f"strategy must be a trisup.Strategy, not {safe_repr(strategy)}") from None
+    if intensity is not None and (
+        isinstance(intensity, bool) or not isinstance(intensity, int) or intensity < 0
+    ):
+        raise ValueError(
+            f"intensity must be a non-negative int or None, not {safe_repr(intensity)}"
+        )
+    return checked, seconds("period", period)
+
+
+def check_dependencies(
+    name: str, depends_on: Iterable[str], graph: Mapping[str, Sequence[str]], *, serving: bool
+) -> tuple[str, ...]:
+    """*name*'s dependencies, checked against the registered services' *graph*.
+
+    While *serving*, every dependency must be registered; before, names may come
+    later, but a cycle among the known ones is refused at once.
+
+    Raises:
+        TypeError: *depends_on* is not a list of names.
+        ValueError: *name* depends on itself, on an unknown service (while serving),
+            or through a cycle.
+    """
+    if isinstance(depends_on, str):
+        raise TypeError("depends_on must be a list of service names, not a str")
+    try:
+        deps = tuple(depends_on)
+    except TypeError:  # not iterable: say which argument
+        raise TypeError(
+            f"depends_on must be a list of service names, not {type(depends_on).__name__}"
+        ) from None
+    for dep in deps:
+        if not isinstance(dep, str):
+            raise TypeError(f"depends_on must hold service names, not {safe_repr(dep)}")
+    if name in deps:
+        raise ValueError(f"service {name!r} cannot depend on itself")
+    if not deps and not serving:
+        return deps  # no edge leaves *name*, so no cycle can pass through it
+    names = [*(n for n in graph if n != name), name]
+    full = {**graph, name: deps}
+    if serving:  # every dependency must exist now
+        start_order(names, full)
+    else:  # names may be added later; still refuse a cycle among known ones
+        start_order(names, {n: [d for d in full[n] if d in full] for n in names})
+    return deps

@@ -1,0 +1,58 @@
+"""The service phase of ``serve``'s startup (SPEC §4): positions, then the starts in order."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from functools import partial
+from typing import TYPE_CHECKING
+
+import trio
+
+from ._tree import start_order
+
+if TYPE_CHECKING:
+    from ._context import ServeContext
+    from ._runner import Runner
+
+__all__ = ["assign_positions", "start_all"]
+
+
+def assign_positions(runners: Mapping[str, Runner]) -> list[Runner]:
+    """Number *runners* by position: dependency order, then registration order.
+
+    Raises:
+        ValueError: a dependency is unknown or makes a cycle.
+    """
+    if any(r.depends_on for r in runners.values()):
+        names = start_order(list(runners), {n: r.depends_on for n, r in runners.items()})
+        order = [runners[n] for n in names]
+    else:
+        order = list(runners.values())
+    for position, runner in enumerate(order):
+        runner.position = position
+    return order
+
+
+async def start_all(ctx: ServeContext, order: list[Runner], registry: Mapping[str, Runner]) -> None:
+    """Start every auto-start service afresh, by position, as ``start_service`` would.
+
+    A service that reports readiness is awaited until it is ready, its first attempt
+    is classified (or timed out), or it waits on a dependency; plain services start
+    in one batch, and this returns once each has entered ``serve``.
+    """
+    plain: list[tuple[Runner, int]] = []
+    for runner in order:
+        if ctx.terminated.is_set():
+            return
+        if runner.held or runner.alive or registry.get(runner.name) is not runner:
+            continue
+        attempt = runner.attempt
+        runner.request_start(ctx)
+        if runner.accepts_task_status:
+            await runner.until(partial(runner.settled_since, attempt))
+            # a KeyboardInterrupt that ended it has cancelled us by now: not ready
+            await trio.lowlevel.checkpoint_if_cancelled()
+        else:
+            plain.append((runner, attempt))
+    for runner, attempt in plain:
+        await runner.until(partial(runner.entered_since, attempt))
