@@ -5,16 +5,16 @@ from __future__ import annotations
 import random
 import time
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING
+from typing import Protocol
 
 import trio
 
-if TYPE_CHECKING:
-    from ._runner import Runner
-    from ._timer import DeadlineTimer
-    from ._tree import Tree
+from ._clock import trio_now
+from ._timer import DeadlineTimer
+from ._tree import Tree
 
 __all__ = [
+    "Running",
     "ServeContext",
     "clear_current",
     "runner_of_current_task",
@@ -31,14 +31,6 @@ def wall_now(ctx: ServeContext | None) -> float:
     if ctx is None or now is None:
         return time.time()
     return ctx.wall(now)
-
-
-def trio_now() -> float | None:
-    """``trio.current_time()``, or ``None`` outside ``trio.run`` (the sync API runs there too)."""
-    try:
-        return trio.current_time()
-    except RuntimeError:
-        return None
 
 
 @dataclass(slots=True, eq=False)
@@ -73,10 +65,22 @@ class ServeContext:
 # the tasks a service starts in its own nurseries belong to it too. (A context
 # variable would do the same at the cost of two tracked objects per service task:
 # enough, at 10,000 services, to set off one more full collection during startup.)
-_by_task: dict[trio.lowlevel.Task, Runner] = {}
+_by_task: dict[trio.lowlevel.Task, Running] = {}
 
 
-def set_current(runner: Runner) -> None:
+class Running(Protocol):
+    """What `current_service` needs of a runner (`Runner` is one)."""
+
+    @property
+    def name(self) -> str: ...
+
+    @property
+    def ctx(self) -> ServeContext | None: ...
+
+    def stop_event(self) -> trio.Event: ...
+
+
+def set_current(runner: Running) -> None:
     """Mark the calling task (and the tasks below it) as running *runner*."""
     _by_task[trio.lowlevel.current_task()] = runner
 
@@ -86,7 +90,7 @@ def clear_current() -> None:
     _by_task.pop(trio.lowlevel.current_task(), None)
 
 
-def runner_of_current_task() -> Runner | None:
+def runner_of_current_task() -> Running | None:
     """The runner whose task the calling task is, or was started by (``None``: no service's)."""
     try:
         task: trio.lowlevel.Task | None = trio.lowlevel.current_task()

@@ -9,8 +9,8 @@ import trio
 from ._context import runner_of_current_task
 
 if TYPE_CHECKING:
+    from ._context import Running
     from ._manager import Manager
-    from ._runner import Runner
 
 __all__ = ["CurrentService", "current_service"]
 
@@ -21,7 +21,7 @@ class CurrentService:
 
     __slots__ = ("_runner",)
 
-    def __init__(self, runner: Runner) -> None:
+    def __init__(self, runner: Running) -> None:
         self._runner = runner
 
     @property

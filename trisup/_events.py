@@ -20,7 +20,7 @@ from typing import ClassVar, final
 
 import trio
 
-from ._context import trio_now
+from ._clock import trio_now
 from ._errors import error_message, safe_repr
 from ._status import Phase, ServiceStatus
 

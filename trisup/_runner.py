@@ -414,7 +414,7 @@ class Runner(Requests):
         if ctx.stopping:
             return _END  # the manager is shutting down: no restart follows, none is counted
         if count:
-            self.count_restart(ctx, grow=generation == self.generation)
+            self.count_restart(grow=generation == self.generation)
         return _NEXT
 
 

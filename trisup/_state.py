@@ -345,11 +345,13 @@ class ServiceState:
                 ERROR,
             )
 
-    def count_restart(self, ctx: ServeContext, *, grow: bool = True) -> None:
+    def count_restart(self, *, grow: bool = True) -> None:
         """Count an automatic restart: grow the delay, record it in the window.
 
         A reset during the wait (*grow* false) keeps the fresh delay.
         """
+        ctx = self.ctx
+        assert ctx is not None  # only a serving runner restarts
         config = self.config
         if grow:
             self.current_delay = next_delay(

@@ -18,24 +18,23 @@ import enum
 import heapq
 import logging
 from collections import deque
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from functools import partial
-from typing import TYPE_CHECKING
+from typing import Protocol
 
 import trio
+from trio_util import AsyncValue
 
 from ._config import seconds
 from ._errors import RestartIntensityExceeded, safe_repr
-from ._events import ManagerGaveUp
+from ._events import EventHub, ManagerGaveUp
 from ._status import Phase
-
-if TYPE_CHECKING:
-    from ._context import ServeContext
-    from ._runner import Runner
 
 __all__ = [
     "Group",
     "Intensity",
+    "Member",
+    "Serving",
     "Strategy",
     "Tree",
     "check_dependencies",
@@ -138,12 +137,74 @@ class Intensity:
         return [e for _, e in self._recent if isinstance(e, Exception)]
 
 
+class Serving(Protocol):
+    """What the tree needs of the serve it belongs to (`ServeContext` is one)."""
+
+    @property
+    def nursery(self) -> trio.Nursery: ...
+
+    @property
+    def stopping(self) -> bool: ...
+
+    def terminate(self, error: BaseException | None) -> None: ...
+
+
+class Member(Protocol):
+    """What the tree asks of a service's runner (`Runner` is one): it never assigns."""
+
+    @property
+    def name(self) -> str: ...
+
+    @property
+    def position(self) -> int: ...
+
+    @property
+    def depends_on(self) -> tuple[str, ...]: ...
+
+    @property
+    def group(self) -> object | None: ...
+
+    @property
+    def phase(self) -> Phase: ...
+
+    @property
+    def stop_asked(self) -> bool: ...
+
+    @property
+    def life(self) -> int: ...
+
+    @property
+    def attempt(self) -> int: ...
+
+    @property
+    def hub(self) -> EventHub: ...
+
+    @property
+    def alive(self) -> bool: ...
+
+    async def until(self, done: Callable[[], bool]) -> None: ...
+
+    def settled_since(self, attempt: int) -> bool: ...
+
+    def ended_since(self, life: int) -> bool: ...
+
+    def request_group_stop(self, group: object) -> None: ...
+
+    def release(self) -> None: ...
+
+    def readiness(self) -> AsyncValue[bool]: ...
+
+    def request_restart(self, *, fresh: bool = ...) -> None: ...
+
+    def count_restart(self, *, grow: bool = ...) -> None: ...
+
+
 class Group:
     """One group restart: the services it stops and starts again, and its state."""
 
     __slots__ = ("failed", "members", "stopping")
 
-    def __init__(self, failed: Runner, members: list[Runner]) -> None:
+    def __init__(self, failed: Member, members: list[Member]) -> None:
         self.failed = failed
         self.members = members  # in position order, the failed one among them
         self.stopping = True  # until every member has stopped: deaths meanwhile join it
@@ -161,7 +222,7 @@ class Tree:
         manager: str,
         strategy: Strategy,
         intensity: Intensity | None,
-        runners: Mapping[str, Runner],
+        runners: Mapping[str, Member],
     ) -> None:
         self.manager = manager
         self.strategy = strategy
@@ -173,7 +234,7 @@ class Tree:
 
     # ------------------------------------------------------------- intensity
 
-    def note_restart(self, ctx: ServeContext, runner: Runner, error: BaseException | None) -> bool:
+    def note_restart(self, ctx: Serving, runner: Member, error: BaseException | None) -> bool:
         """Count an automatic restart; return ``False`` if the manager must give up."""
         intensity = self.intensity
         if intensity is None or not intensity.record(trio.current_time(), error):
@@ -196,14 +257,14 @@ class Tree:
 
     # ------------------------------------------------------------ strategies
 
-    def stopping_group(self, runner: Runner) -> Group | None:
+    def stopping_group(self, runner: Member) -> Group | None:
         """The group restart that is stopping *runner*'s group, if any: its death is part of it."""
         for group in self.groups:
             if group.stopping and runner in group.members:
                 return group
         return None
 
-    def start_group_restart(self, ctx: ServeContext, failed: Runner, delay: float) -> Group | None:
+    def start_group_restart(self, ctx: Serving, failed: Member, delay: float) -> Group | None:
         """Begin the strategy's group restart for *failed* (``None`` under one-for-one)."""
         strategy = self.strategy
         if strategy is Strategy.ONE_FOR_ONE:
@@ -229,7 +290,7 @@ class Tree:
         ctx.nursery.start_soon(self._group_restart, ctx, group, trio.current_time() + delay)
         return group
 
-    async def _group_restart(self, ctx: ServeContext, group: Group, deadline: float) -> None:
+    async def _group_restart(self, ctx: Serving, group: Group, deadline: float) -> None:
         """Stop the group (reverse position order), wait, start it again in position order."""
         try:
             async with self.lock:
@@ -244,7 +305,7 @@ class Tree:
                 if ctx.stopping:
                     return  # the manager is shutting down: no restart follows, none is counted
                 if group.failed.group is group:
-                    group.failed.count_restart(ctx)
+                    group.failed.count_restart()
                 for runner in group.members:
                     if ctx.stopping:
                         return
@@ -261,11 +322,11 @@ class Tree:
 
     # ---------------------------------------------------------- dependencies
 
-    def dependents(self, runner: Runner) -> list[Runner]:
+    def dependents(self, runner: Member) -> list[Member]:
         """Every live service that depends on *runner*, directly or not."""
         if not self.has_dependencies:
             return []
-        found: dict[str, Runner] = {}
+        found: dict[str, Member] = {}
         stack = [runner.name]
         while stack:
             name = stack.pop()
@@ -275,7 +336,7 @@ class Tree:
                     stack.append(other.name)
         return [r for r in found.values() if r.alive]
 
-    async def restart_dependents(self, ctx: ServeContext, dependents: Iterable[Runner]) -> None:
+    async def restart_dependents(self, ctx: Serving, dependents: Iterable[Member]) -> None:
         """Stop *dependents* (reverse position order); each starts again in its own task
         once its dependencies are ready."""
         for runner in sorted(dependents, key=_by_position, reverse=True):
@@ -287,11 +348,11 @@ class Tree:
                 await runner.until(stopped)
 
 
-def _by_position(runner: Runner) -> int:
+def _by_position(runner: Member) -> int:
     return runner.position
 
 
-def _stopped_for(runner: Runner, group: Group) -> bool:
+def _stopped_for(runner: Member, group: Group) -> bool:
     """Whether a group restart's stop of *runner* is over (parked, exited, or taken out)."""
     return runner.group is not group or runner.phase is Phase.GROUP_WAIT or not runner.alive
 
