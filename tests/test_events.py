@@ -49,9 +49,9 @@ async def test_event_sequence_of_a_failing_service(autojump_clock: trio.testing.
         ("starting", 0),
         ("ready", 0),
         ("exited", 1),
-        ("status", 1),  # running -> crashing
         ("backing_off", 1),
         ("phase", 1),  # running -> backoff
+        ("status", 1),  # running -> crashing
         ("restarting", 2),
         ("phase", 2),  # backoff -> running
         ("starting", 2),

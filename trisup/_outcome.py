@@ -28,7 +28,14 @@ import enum
 
 import trio
 
-from ._errors import DoNotRestart, RestartNow, children, is_fatal_err, is_no_restart
+from ._errors import (
+    DoNotRestart,
+    RestartNow,
+    TerminateSupervisor,
+    children,
+    is_fatal_err,
+    is_no_restart,
+)
 
 __all__ = [
     "CLEAN",
@@ -94,6 +101,11 @@ def _restart_now(error: BaseException) -> bool:
     return isinstance(error, RestartNow)
 
 
+# What a plain failure is not: a group (its leaves decide), a cancellation, an
+# exception the rules name, or a non-Exception (which escapes)
+_SPECIAL = (BaseExceptionGroup, trio.Cancelled, TerminateSupervisor, RestartNow, DoNotRestart)
+
+
 def classify(error: BaseException | None, *, stopped: bool) -> AttemptOutcome:
     """The outcome of an attempt that raised *error* (``None``: it returned).
 
@@ -101,6 +113,12 @@ def classify(error: BaseException | None, *, stopped: bool) -> AttemptOutcome:
     """
     if error is None:
         return STOPPED if stopped else CLEAN
+    if (
+        error.__cause__ is None
+        and isinstance(error, Exception)
+        and not isinstance(error, _SPECIAL)
+    ):
+        return STOPPED if stopped else FAILURE  # the common case: a plain Exception
     if escapes(error):
         return ESCAPE
     if stopped:

@@ -69,6 +69,8 @@ class Requests(ServiceState):
         self.held = False
         self.seq += 1
         self.reset_counters()
+        was_grouped = self.group is not None
+        self.group = None  # a manual start takes it out of a pending group restart
         if ctx is None:  # only recorded: the next serve starts it
             self._again = EXIT
             if not alive:
@@ -84,7 +86,7 @@ class Requests(ServiceState):
             self._wait_cut = True
             if self.ctx is not None and self.task is not None:
                 self.ctx.timer.wake(self.task)  # unless still in the checkpoint that begins it
-        elif phase is GROUP_WAIT:
+        elif phase is GROUP_WAIT and was_grouped:
             self.release()  # out of the group restart: it starts now
         self._publish()
         return True
@@ -97,6 +99,7 @@ class Requests(ServiceState):
         """
         if hold or delete:
             self.seq += 1
+            self.group = None  # out of a pending group restart: it stays down
         if delete:
             self.deleting = True
         if hold:

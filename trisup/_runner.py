@@ -74,6 +74,7 @@ _SHORT_DELAY = 0.001  # seconds: a shorter wait is a checkpoint, not a park on t
 _QUICK_RESTART_NOW = 1.0  # seconds: a RestartNow sooner than this waits restart_delay first
 # what an attempt's outcome asks for, and what the restart path decided
 _END, _RESTART, _NOW, _NEXT, _GROUPED = 0, 1, 2, 3, 4
+_GIVE_UP, _JOIN_GROUP = -1.0, -2.0  # what the restart path returns instead of a delay
 
 
 class _Readiness:
@@ -189,7 +190,7 @@ class Runner(Requests):
         if begin == GROUP:
             await self._park_in_group()
         elif begin == BACKOFF_FIRST:
-            decided = await self._backoff(ctx, restart_now=False, uptime=0.0)
+            decided = await self._after(ctx, False, 0.0)
             if decided == _END:
                 return False
             deps = decided == _GROUPED
@@ -213,7 +214,7 @@ class Runner(Requests):
             if scope.cancel_called:
                 return True  # the start timeout cancelled this scope
             uptime = (self.last_stop_time or 0.0) - (self.last_start_time or 0.0)
-            decided = await self._backoff(ctx, restart_now=how == _NOW, uptime=uptime)
+            decided = await self._after(ctx, how == _NOW, uptime)
             if decided == _END:
                 return False
             deps = decided == _GROUPED
@@ -312,7 +313,6 @@ class Runner(Requests):
                 self._move(FAILED)
                 self._failed("restart policy is never")
                 return _END
-            self._publish()  # CRASHING from the moment it failed
             return _RESTART
         if kind is STOPPED:  # rule 2
             self.success_count += 1
@@ -348,18 +348,17 @@ class Runner(Requests):
             self._failed("do not restart")
         return _END
 
-    async def _backoff(self, ctx: ServeContext, *, restart_now: bool, uptime: float) -> int:
-        """The restart path: give up, take part in a group restart, or wait and go on."""
+    def _restart_path(self, ctx: ServeContext, *, restart_now: bool, uptime: float) -> float:
+        """The restart path: the delay to wait, or `_GIVE_UP` or `_JOIN_GROUP`."""
         config = self.config
         if restart_now:  # the service's own request: no budget, no growth, never a spin
-            quick = uptime < _QUICK_RESTART_NOW
-            return await self._wait(ctx, config.restart_delay if quick else 0.0, count=False)
+            return config.restart_delay if uptime < _QUICK_RESTART_NOW else 0.0
         tree = ctx.tree
-        group = tree.stopping_group(self)
-        if group is not None:  # it died while a group restart stops its group: part of it
-            self.group = group
-            await self._park_in_group()
-            return _GROUPED
+        if tree.groups:
+            group = tree.stopping_group(self)
+            if group is not None:  # it died while a group restart stops its group: part of it
+                self.group = group
+                return _JOIN_GROUP
         now = trio.current_time()
         in_window = self.window.count(now, config.restart_window)
         self.window_restarts = in_window
@@ -374,9 +373,9 @@ class Runner(Requests):
         if reason is not None:
             self._move(FAILED)
             self._failed(reason)
-            return _END
+            return _GIVE_UP
         if not tree.note_restart(ctx, self, self._exit_error):
-            return _END  # the manager gave up: it is shutting down
+            return _GIVE_UP  # the manager gave up: it is shutting down
         delay = jittered(self.current_delay, config.jitter, ctx.rng)
         hub = self.hub
         if hub.wanted(INFO):
@@ -391,12 +390,21 @@ class Runner(Requests):
         group = tree.start_group_restart(ctx, self, delay)
         if group is not None:  # one-for-all / rest-for-one: the tree restarts everyone in order
             self.group = group
+            return _JOIN_GROUP
+        return delay
+
+    async def _after(self, ctx: ServeContext, restart_now: bool, uptime: float) -> int:
+        """Take the restart path: give up, park in the group restart, or wait in ``BACKOFF``.
+
+        A manual start cuts the wait short (no restart counted then).
+        """
+        delay = self._restart_path(ctx, restart_now=restart_now, uptime=uptime)
+        if delay < 0:
+            if delay == _GIVE_UP:
+                return _END
             await self._park_in_group()
             return _GROUPED
-        return await self._wait(ctx, delay, count=True)
-
-    async def _wait(self, ctx: ServeContext, delay: float, *, count: bool) -> int:
-        """Wait out *delay* in ``BACKOFF``; a manual start cuts it short (no restart counted)."""
+        count = not restart_now
         generation = self.generation
         deadline = trio.current_time() + delay
         self._wait_cut = False
