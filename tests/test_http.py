@@ -203,6 +203,21 @@ async def test_stop_and_restart_a_crashing_service(
         assert m.get_service_info("flappy").status is S.RUNNING
 
 
+async def test_start_cuts_a_backoff_short(autojump_clock: trio.testing.MockClock) -> None:
+    """Starting a service in backoff is no conflict: it runs again at once."""
+    m = _manager()
+    async with serving(m) as (_, client):
+        await trio.sleep(1)  # flappy failed at 0.5 and waits until 1.5
+        assert m.get_service_info("flappy").phase is trisup.Phase.BACKOFF
+        response = await client.post(f"{API}/service/flappy/start", headers=POST)
+        assert response.json() == {"status": "ok", "message": "service started, name=flappy"}
+        info = m.get_service_info("flappy")
+        assert (info.phase, info.metric.start_count) == (trisup.Phase.RUNNING, 2)
+        assert trio.current_time() == 1
+        again = await client.post(f"{API}/service/flappy/start", headers=POST)
+        assert again.json() == {"error": "service is running, name=flappy"}
+
+
 async def test_unknown_names_and_verbs(autojump_clock: trio.testing.MockClock) -> None:
     """Every verb answers 404 for an unknown name; unknown verbs and methods are refused."""
     m = _manager()
