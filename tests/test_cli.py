@@ -32,6 +32,7 @@ import trisup
 from trisup import ExitStatus, RestartPolicy, ServiceStatus
 from trisup.__main__ import main
 from trisup._cli import Supervised, check_command, supervise
+from trisup._health import api_dict
 from trisup._report import LogfmtHandler, Row, logfmt, plain_table, row_from_dict
 from trisup._tomlconfig import ConfigError, Plan, build, load_config, parse_config
 
@@ -712,7 +713,7 @@ async def _infos() -> list[dict[str, object]]:
         await nursery.start(manager.serve)
         await manager.wait_status("worker", S.CRASHING)
         await manager.wait_status("web", S.RUNNING)
-        infos = [info.to_dict() for info in manager.get_services_info()]
+        infos = [api_dict(info) for info in manager.get_services_info()]
         nursery.cancel_scope.cancel()
     return infos
 
@@ -729,6 +730,7 @@ def test_status_prints_the_table_of_a_running_instance(
     assert out[0].split() == [
         "SERVICE",
         "STATUS",
+        "PHASE",
         "STARTS",
         "RESTARTS",
         "FAILS",
@@ -737,8 +739,9 @@ def test_status_prints_the_table_of_a_running_instance(
         "LAST",
         "ERROR",
     ]
-    assert out[1].split()[:5] == ["web", "running", "1", "0", "0"]
-    assert out[2].split() == ["worker", "crashing", "1", "0", "1", "-", "1m0s", "db", "down"]
+    assert out[1].split()[:6] == ["web", "running", "running", "1", "0", "0"]
+    worker = ["worker", "crashing", "backoff", "1", "0", "1", "-", "1m0s", "db", "down"]
+    assert out[2].split() == worker
     assert main(["status", "--url", url, "--token", "s3cret"]) == 0
     assert handler.seen == [
         ("/debug/api/services", "Bearer from-env"),
@@ -803,6 +806,8 @@ def test_plain_table_and_rows() -> None:
         {
             "name": "web",
             "status": "crashing",
+            "phase": "backoff",
+            "stopped": False,
             "start_count": 12,
             "restart_count": 11,
             "consec_failures": 3,
@@ -815,6 +820,7 @@ def test_plain_table_and_rows() -> None:
     assert row == Row(
         name="app/web",
         status="crashing",
+        phase="backoff",
         starts=12,
         restarts=11,
         fails=3,
@@ -823,10 +829,13 @@ def test_plain_table_and_rows() -> None:
         error="exited with code 1; stderr: boom",
     )
     empty = row_from_dict({"start_count": True})
-    assert (empty.name, empty.starts, empty.delay) == ("?", 0, "")
-    assert plain_table([row], max_error=12) == (
-        "SERVICE  STATUS    STARTS  RESTARTS  FAILS  UPTIME  DELAY  LAST ERROR\n"
-        "app/web  crashing      12        11      3   1m30s     4s  exited with…\n"
+    assert (empty.name, empty.phase, empty.starts, empty.delay) == ("?", "?", 0, "")
+    held = row_from_dict({"name": "w", "status": "stopped", "phase": "stopping", "stopped": True})
+    assert (held.status, held.phase) == ("stopped", "stopped")  # one word while held
+    assert plain_table([row, held], max_error=12) == (
+        "SERVICE  STATUS    PHASE    STARTS  RESTARTS  FAILS  UPTIME  DELAY  LAST ERROR\n"
+        "app/web  crashing  backoff      12        11      3   1m30s     4s  exited with…\n"
+        "w        stopped   stopped       0         0      0       -         -\n"
     )
 
 

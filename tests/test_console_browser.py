@@ -85,6 +85,8 @@ class Seen:
     odd_name: str = ""
     markup: int = -1
     details: str = ""
+    headers: list[str] = field(default_factory=list[str])
+    phases: dict[str, str] = field(default_factory=dict[str, str])
 
 
 def _drive(url: str, shot: Path, add_odd: partial[None]) -> Seen:
@@ -110,11 +112,21 @@ def _drive(url: str, shot: Path, add_odd: partial[None]) -> Seen:
             expect(page.locator("#connection")).to_have_text("live")
             expect(page.locator("#manager-state")).to_have_text("serving")
             seen.names = page.locator("#rows td.name").all_inner_texts()
+            seen.headers = page.locator("#services th").all_inner_texts()
             flappy = page.locator('#rows tr[data-service="flappy"]')
             expect(flappy).to_have_attribute("data-status", "crashing", timeout=10_000)
+            # the phase comes from the server's phase events, never guessed by the page
+            expect(flappy).to_have_attribute("data-phase", "backoff", timeout=10_000)
+            expect(flappy.locator(".phase")).to_have_text("backoff")
+            expect(flappy.locator(".status")).to_have_text("crashing")
             expect(page.locator('#rows tr[data-service="cache"]')).to_have_attribute(
                 "data-status", "failed"
             )
+            batch = page.locator('#rows tr[data-service="batch"]')
+            expect(batch).to_have_attribute("data-phase", "completed", timeout=10_000)
+            for name in ("api", "worker", "cache", "reports", "batch"):
+                row = page.locator(f'#rows tr[data-service="{name}"]')
+                seen.phases[name] = row.locator(".phase").inner_text()
             expect(page.locator("#card-total")).to_have_text("7")
             page.wait_for_timeout(3000)  # let the timeline show a few restarts
             page.evaluate("window.loadedOnce = true")
@@ -122,6 +134,7 @@ def _drive(url: str, shot: Path, add_odd: partial[None]) -> Seen:
             flappy.locator('button[data-action="stop"]').click()
             expect(flappy).to_have_attribute("data-status", "stopped", timeout=10_000)
             expect(flappy.locator(".status")).to_have_text("stopped")
+            expect(flappy.locator(".phase")).to_have_text("stopped")  # held: one word
             expect(flappy.locator('button[data-action="start"]')).to_be_visible()
             expect(page.locator("#notice")).to_have_text("service stopped, name=flappy")
             seen.reloaded = not page.evaluate("window.loadedOnce === true")
@@ -170,6 +183,14 @@ async def test_console_in_chromium(tmp_path: Path) -> None:
             assert m.get_service_info("flappy").status is S.STOPPED
             nursery.cancel_scope.cancel()
     assert result.names == ["api", "worker", "flappy", "batch", "cache", "reports", "console"]
+    assert result.headers[:3] == ["Service", "Phase", "Status"]
+    assert result.phases == {
+        "api": "running",
+        "worker": "running",
+        "cache": "failed",
+        "reports": "stopped",
+        "batch": "completed",
+    }
     origin = url.removesuffix("/debug/supervisor/")
     assert result.requested
     assert all(r.startswith(origin + "/") for r in result.requested), result.requested
@@ -178,6 +199,7 @@ async def test_console_in_chromium(tmp_path: Path) -> None:
     assert result.odd_name == ODD
     assert result.markup == 0
     assert '"name": "worker"' in result.details
+    assert '"phase": "running"' in result.details
     assert shot.read_bytes().startswith(b"\x89PNG")
     if os.environ.get("TRISUP_SCREENSHOT") or not DOCS_SHOT.exists():
         shutil.copyfile(shot, DOCS_SHOT)

@@ -1,29 +1,26 @@
-"""Phases, readiness and summaries read from ServiceInfo (pure, table-driven)."""
+"""Shown phases, readiness, summaries and the API's JSON, read from ServiceInfo."""
 
 from __future__ import annotations
 
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime
 
 import pytest
+import trio
+import trio.testing
 
-from trisup import Metric, ServiceInfo, ServiceStatus
-from trisup._health import is_ready, is_running, not_ready, phase, phase_of, summary
+import trisup
+from trisup import Metric, Phase, ServiceInfo, ServiceStatus
+from trisup._health import SHOWN, api_dict, is_ready, not_ready, shown, shown_phase, summary
+from trisup._lifecycle import status_of
 
+P = Phase
 S = ServiceStatus
 T0 = datetime(2030, 1, 1, tzinfo=UTC)
-T1 = T0 + timedelta(seconds=1)
 
 
-def make(
-    name: str,
-    status: ServiceStatus,
-    *,
-    uptime: float = 0.0,
-    start: datetime | None = None,
-    stop: datetime | None = None,
-    stopped: bool = False,
-    running: bool = False,
-) -> ServiceInfo:
+def make(name: str, phase: Phase, *, stopped: bool = False) -> ServiceInfo:
+    """An info in *phase* (its status derived as the runner derives it)."""
+    status = status_of(phase, held=stopped, consec_failures=0, ready=True)
     metric = Metric(
         name=name,
         status=status,
@@ -33,11 +30,11 @@ def make(
         consec_failures=0,
         last_error="",
         last_error_time=None,
-        last_start_time=start,
-        last_stop_time=stop,
-        current_uptime=uptime,
-        total_uptime=uptime,
-        average_uptime=uptime,
+        last_start_time=T0,
+        last_stop_time=None,
+        current_uptime=0.0,
+        total_uptime=0.0,
+        average_uptime=0.0,
         created_at=T0,
         current_delay=1.0,
         restarts_in_window=0,
@@ -45,80 +42,104 @@ def make(
     return ServiceInfo(
         metric=metric,
         stopped=stopped,
-        failed=status is S.FAILED,
+        failed=phase is P.FAILED,
         restart_count=0,
         window_restarts=0,
         current_delay=1.0,
         window_start=None,
-        last_service_start=start,
+        last_service_start=T0,
         error=None,
-        running=running,
+        phase=phase,
     )
 
 
-@pytest.mark.parametrize(
-    ("info", "running", "expected_phase", "ready"),
-    [
-        (make("a", S.RUNNING, uptime=2.0, start=T0, running=True), True, "running", True),
-        (make("a", S.RUNNING, start=T0, running=True), True, "running", True),
-        # the flag, not the timestamps, tells a run from a backoff wait
-        (make("a", S.RUNNING, start=T1, stop=T0), False, "backoff", False),
-        (make("a", S.RUNNING, start=T0, stop=T1), False, "backoff", False),
-        (
-            make("a", S.CRASHING, uptime=0.5, start=T1, stop=T0, running=True),
-            True,
-            "crashing",
-            True,
-        ),
-        (make("a", S.CRASHING, start=T0, stop=T0, running=True), True, "crashing", True),
-        (make("a", S.CRASHING, start=T0, stop=T1), False, "backoff", False),
-        (make("a", S.CRASHING, start=T0, stop=T0), False, "backoff", False),
-        (make("a", S.STARTING, start=T0, running=True), True, "starting", False),
-        (make("a", S.COMPLETED, start=T0, stop=T1), False, "completed", True),
-        (make("a", S.FAILED, start=T0, stop=T1), False, "failed", False),
-        (make("a", S.ERROR, start=T0, stop=T1), False, "error", False),
-        (make("a", S.IDLE), False, "idle", False),
-        (make("a", S.STOPPED, stopped=True), False, "stopped", False),
-    ],
-)
-def test_phase_and_readiness(
-    info: ServiceInfo, running: bool, expected_phase: str, ready: bool
-) -> None:
-    """Each status maps to running-or-not, a phase and readiness."""
-    assert is_running(info) is running
-    assert phase(info) == expected_phase
-    assert is_ready(info) is ready
+@pytest.mark.parametrize("phase", list(Phase))
+def test_readiness_and_shown_phase_of_every_phase(phase: Phase) -> None:
+    """Ready only running or completed; a held service is shown stopped and never counted."""
+    info = make("a", phase)
+    assert is_ready(info) is (phase in (P.RUNNING, P.COMPLETED))
+    assert not_ready([info]) == ([] if phase in (P.RUNNING, P.COMPLETED) else ["a"])
+    assert shown_phase(info) == shown(phase, False) == phase.value
+    held = make("a", phase, stopped=True)
+    assert shown_phase(held) == shown(phase, True) == "stopped"
+    assert not_ready([held]) == []
 
 
-def test_phase_of() -> None:
-    """Waiting turns running and crashing into backoff, nothing else."""
-    assert phase_of(S.RUNNING, True) == "backoff"
-    assert phase_of(S.CRASHING, True) == "backoff"
-    assert phase_of(S.CRASHING, False) == "crashing"
-    assert phase_of(S.FAILED, True) == "failed"
+def test_shown_lists_every_phase_and_stopped() -> None:
+    """The summary order names each phase once, and stopped."""
+    assert sorted(SHOWN) == sorted([*(p.value for p in Phase), "stopped"])
 
 
-def test_not_ready_skips_stopped_and_excluded() -> None:
-    """Stopped services never count; the others keep their order."""
+def test_not_ready_skips_held_and_excluded() -> None:
+    """Held services never count; the others keep their order."""
     infos = [
-        make("web", S.STARTING, start=T0, running=True),
-        make("db", S.RUNNING, uptime=1.0, start=T0, running=True),
-        make("manual", S.STOPPED, stopped=True),
-        make("job", S.IDLE),
-        make("me", S.STARTING, start=T0, running=True),
+        make("web", P.STARTING),
+        make("db", P.RUNNING),
+        make("manual", P.IDLE, stopped=True),
+        make("job", P.IDLE),
+        make("retry", P.BACKOFF),
+        make("batch", P.COMPLETED),
+        make("me", P.STARTING),
     ]
-    assert not_ready(infos, exclude=["me"]) == ["web", "job"]
+    assert not_ready(infos, exclude=["me"]) == ["web", "job", "retry"]
     assert not_ready([]) == []
 
 
 def test_summary() -> None:
-    """The summary counts phases in a fixed order and omits zeros."""
+    """The summary counts shown phases in a fixed order and omits zeros."""
     infos = [
-        make("a", S.RUNNING, uptime=1.0, start=T0, running=True),
-        make("b", S.RUNNING, uptime=1.0, start=T0, running=True),
-        make("c", S.CRASHING, start=T0, stop=T1),
-        make("d", S.FAILED),
+        make("a", P.RUNNING),
+        make("b", P.RUNNING),
+        make("c", P.BACKOFF),
+        make("d", P.FAILED),
+        make("e", P.IDLE, stopped=True),
+        make("f", P.WAITING_DEPS),
     ]
-    assert summary("app", infos) == "app: 4 services, 2 running, 1 backoff, 1 failed"
+    assert summary("app", infos) == (
+        "app: 6 services, 2 running, 1 waiting_deps, 1 backoff, 1 stopped, 1 failed"
+    )
     assert summary("app", infos[:1]) == "app: 1 service, 1 running"
     assert summary("app", []) == "app: 0 services"
+
+
+def test_api_dict_is_the_seed_keys_then_the_phase() -> None:
+    """The API's JSON is to_dict() unchanged, with phase added last."""
+    info = make("a", P.GROUP_WAIT)
+    data = api_dict(info)
+    assert list(data) == [*info.to_dict(), "phase"]
+    assert data == {**info.to_dict(), "phase": "group_wait"}
+    assert "phase" not in info.to_dict()
+
+
+async def _fail_after(t: float) -> None:
+    await trio.sleep(t)
+    raise ValueError("boom")
+
+
+async def _ready_after(t: float, *, task_status: trio.TaskStatus[None]) -> None:
+    await trio.sleep(t)
+    task_status.started()
+    await trio.sleep_forever()
+
+
+async def test_readiness_of_a_live_manager(autojump_clock: trio.testing.MockClock) -> None:
+    """Read from real snapshots: a crashing service is ready while it runs, not in backoff."""
+    m = trisup.Manager("app")
+    m.add(trisup.new_service("flappy", _fail_after, 2.5), restart_delay=1)
+    m.add(trisup.new_service("warm", _ready_after, 2))
+    m.add(trisup.new_service("manual", trio.sleep_forever), auto_start=False)
+    seen: list[tuple[float, list[str], str]] = []
+    async with trio.open_nursery() as nursery:
+        nursery.start_soon(m.serve)
+        for t in (1, 2.25, 3, 4.25):
+            await trio.sleep_until(t)
+            infos = m.get_services_info()
+            seen.append((t, not_ready(infos), summary("app", infos)))
+        assert m.get_service_info("flappy").status is S.CRASHING
+        nursery.cancel_scope.cancel()
+    assert seen == [
+        (1, ["warm"], "app: 3 services, 1 running, 1 starting, 1 stopped"),
+        (2.25, [], "app: 3 services, 2 running, 1 stopped"),
+        (3, ["flappy"], "app: 3 services, 1 running, 1 backoff, 1 stopped"),
+        (4.25, [], "app: 3 services, 2 running, 1 stopped"),
+    ]

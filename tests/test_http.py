@@ -66,25 +66,56 @@ def _manager() -> trisup.Manager:
 
 
 async def test_services_list_is_the_go_json(autojump_clock: trio.testing.MockClock) -> None:
-    """GET /api/services is every ServiceInfo.to_dict(), in registration order."""
+    """GET /api/services is every ServiceInfo.to_dict() plus its phase, in registration order."""
     m = _manager()
     async with serving(m) as (_, client):
         await trio.sleep(1.75)  # between flappy's changes, never at the same instant
         response = await client.get(f"{API}/services")
         assert response.status_code == 200
         assert response.headers["content-type"] == "application/json"
-        assert response.json() == [i.to_dict() for i in m.get_services_info()]
+        infos = m.get_services_info()
+        assert response.json() == [{**i.to_dict(), "phase": str(i.phase)} for i in infos]
+        assert [list(s) for s in response.json()] == [[*i.to_dict(), "phase"] for i in infos]
         # flappy failed at 0.5 and runs again since 1.5 (until 2); the others since 0
         assert [
-            (s["name"], s["status"], s["start_count"], s["error_count"], s["current_delay"])
+            (
+                s["name"],
+                s["status"],
+                s["phase"],
+                s["start_count"],
+                s["error_count"],
+                s["current_delay"],
+            )
             for s in response.json()
         ] == [
-            ("worker", "running", 1, 0, "1s"),
-            ("flappy", "crashing", 2, 1, "2s"),
-            ("console", "running", 1, 0, "1s"),
+            ("worker", "running", "running", 1, 0, "1s"),
+            ("flappy", "crashing", "running", 2, 1, "2s"),
+            ("console", "running", "running", 1, 0, "1s"),
         ]
         assert response.json()[1]["last_error"] == "boom <b>&</b>"
         assert b"<b>" not in response.content  # markup is escaped in the JSON text
+        await trio.sleep(0.5)  # flappy failed again at 2: it waits out 2 s
+        response = await client.get(f"{API}/service/flappy")
+        assert (response.json()["status"], response.json()["phase"]) == ("crashing", "backoff")
+
+
+async def test_the_phase_of_a_held_service(autojump_clock: trio.testing.MockClock) -> None:
+    """A service stopped by hand shows stopped=true and its phase: stopping, then idle."""
+    m = trisup.Manager("app")
+    m.add(trisup.new_service("stubborn", _stubborn), stop_timeout=1)
+    m.add(trisup.new_service("manual", trio.sleep_forever), auto_start=False)
+    async with serving(m) as (_, client):
+        response = await client.get(f"{API}/service/manual")
+        assert (response.json()["stopped"], response.json()["phase"]) == (True, "idle")
+        stop = await client.post(f"{API}/service/stubborn/stop", headers=POST)
+        assert stop.status_code == 504  # its cleanup takes 5 s
+        response = await client.get(f"{API}/service/stubborn")
+        assert (response.json()["status"], response.json()["stopped"]) == ("stopped", True)
+        assert response.json()["phase"] == "stopping"
+        await trio.sleep(4.5)  # it exited at 5
+        response = await client.get(f"{API}/service/stubborn")
+        assert (response.json()["stopped"], response.json()["phase"]) == (True, "idle")
+        assert trio.current_time() == 5.5
 
 
 async def test_one_service_and_unknown_name(autojump_clock: trio.testing.MockClock) -> None:
@@ -93,7 +124,8 @@ async def test_one_service_and_unknown_name(autojump_clock: trio.testing.MockClo
     async with serving(m) as (_, client):
         response = await client.get(f"{API}/service/worker")
         assert response.status_code == 200
-        assert response.json() == m.get_service_info("worker").to_dict()
+        info = m.get_service_info("worker")
+        assert response.json() == {**info.to_dict(), "phase": "running"}
         response = await client.get(f"{API}/service/nope")
         assert response.status_code == 404
         assert response.json() == {"error": "service not found, name=nope"}
@@ -169,6 +201,21 @@ async def test_stop_and_restart_a_crashing_service(
         response = await client.post(f"{API}/service/flappy/start", headers=POST)
         assert response.status_code == 200
         assert m.get_service_info("flappy").status is S.RUNNING
+
+
+async def test_start_cuts_a_backoff_short(autojump_clock: trio.testing.MockClock) -> None:
+    """Starting a service in backoff is no conflict: it runs again at once."""
+    m = _manager()
+    async with serving(m) as (_, client):
+        await trio.sleep(1)  # flappy failed at 0.5 and waits until 1.5
+        assert m.get_service_info("flappy").phase is trisup.Phase.BACKOFF
+        response = await client.post(f"{API}/service/flappy/start", headers=POST)
+        assert response.json() == {"status": "ok", "message": "service started, name=flappy"}
+        info = m.get_service_info("flappy")
+        assert (info.phase, info.metric.start_count) == (trisup.Phase.RUNNING, 2)
+        assert trio.current_time() == 1
+        again = await client.post(f"{API}/service/flappy/start", headers=POST)
+        assert again.json() == {"error": "service is running, name=flappy"}
 
 
 async def test_unknown_names_and_verbs(autojump_clock: trio.testing.MockClock) -> None:

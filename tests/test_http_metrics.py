@@ -28,6 +28,7 @@ COUNTERS = (
 GAUGES = (
     "trisup_service_up",
     "trisup_service_status",
+    "trisup_service_phase",
     "trisup_service_restarts",
     "trisup_service_restarts_in_window",
     "trisup_service_consecutive_failures",
@@ -94,6 +95,12 @@ async def test_metrics_of_a_crash_loop(autojump_clock: trio.testing.MockClock) -
     assert _at(samples, "trisup_service_status", **flappy, status="crashing") == 1
     assert _at(samples, "trisup_service_status", **flappy, status="running") == 0
     assert _at(samples, "trisup_service_status", **manual, status="stopped") == 1
+    phases = ["idle", "waiting_deps", "starting", "running", "stopping", "backoff", "group_wait"]
+    phases += ["completed", "failed"]  # every phase but removed
+    for service, now in ((flappy, "backoff"), (worker, "running"), (manual, "idle")):
+        assert {p: _at(samples, "trisup_service_phase", **service, phase=p) for p in phases} == {
+            p: float(p == now) for p in phases
+        }, service
     assert _at(samples, "trisup_service_starts_total", **flappy) == 2
     assert _at(samples, "trisup_service_errors_total", **flappy) == 2
     assert _at(samples, "trisup_service_successes_total", **flappy) == 0
@@ -159,3 +166,7 @@ def test_collector_alone() -> None:
         _at(samples, "trisup_service_status", manager="app", service="worker", status="idle") == 1
     )
     assert _at(samples, "trisup_service_up", manager="app", service="worker") == 0
+    worker = {"manager": "app", "service": "worker"}
+    assert _at(samples, "trisup_service_phase", **worker, phase="idle") == 1
+    assert _at(samples, "trisup_service_phase", **worker, phase="running") == 0
+    assert not any(labels == {*worker.items(), ("phase", "removed")} for _, labels in samples)

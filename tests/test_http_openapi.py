@@ -34,6 +34,30 @@ def test_documents_are_valid_openapi() -> None:
             validate_openapi(openapi_document(prefix, token_required=token_required))
 
 
+def test_service_info_schema_is_the_seed_keys_then_the_phase() -> None:
+    """ServiceInfo requires exactly to_dict()'s keys and phase, one of the Phase values."""
+    document: dict[str, Any] = openapi_document("", token_required=False)
+    schema = document["components"]["schemas"]["ServiceInfo"]
+    m = trisup.Manager()
+    m.add(trisup.new_service("w", trio.sleep_forever))
+    (info,) = m.get_services_info()
+    assert schema["required"] == [*info.to_dict(), "phase"]
+    assert list(schema["properties"]) == schema["required"]
+    assert schema["additionalProperties"] is False
+    assert schema["properties"]["phase"]["enum"] == [
+        "idle",
+        "waiting_deps",
+        "starting",
+        "running",
+        "stopping",
+        "backoff",
+        "group_wait",
+        "completed",
+        "failed",
+        "removed",
+    ]
+
+
 def _operations(document: dict[str, Any]) -> list[tuple[str, str]]:
     """Every (path template, method), but the endless event stream."""
     return [

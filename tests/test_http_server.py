@@ -166,8 +166,21 @@ async def test_event_stream() -> None:
             assert snapshot["phases"] == {"worker": "running", "console": "running"}
             assert snapshot["token_required"] is False
             services = cast("list[dict[str, object]]", snapshot["services"])
-            assert [s["name"] for s in services] == ["worker", "console"]
+            assert [(s["name"], s["phase"]) for s in services] == [
+                ("worker", "running"),
+                ("console", "running"),
+            ]
             await client.post(f"{PREFIX}/api/service/worker/stop", headers=POST)
+            # each event carries the shown phase just after it: the stop is requested
+            # (stopping), the service is held (stopped), its instance exits (idle: shown
+            # stopped while held)
+            phase = await stream.until("phase", service="worker")
+            assert (phase["old"], phase["new"], phase["phase"]) == (
+                "running",
+                "stopping",
+                "stopping",
+            )
+            assert phase["message"] == "worker: phase running -> stopping"
             status = await stream.until("status", service="worker")
             assert (status["old"], status["new"], status["phase"]) == (
                 "running",
@@ -179,9 +192,12 @@ async def test_event_stream() -> None:
             assert isinstance(status["ts"], float)
             assert status["message"] == "worker: running -> stopped"
             await stream.until("stopped", service="worker")
+            phase = await stream.until("phase", service="worker")
+            assert (phase["old"], phase["new"], phase["phase"]) == ("stopping", "idle", "stopped")
             await client.post(f"{PREFIX}/api/service/worker/start", headers=POST)
             status = await stream.until("status", service="worker", new="running")
             assert status["phase"] == "running"
+            assert cast("dict[str, object]", status["info"])["phase"] == "running"
             await m.delete("worker")
             removed = await stream.until("removed")
             assert (removed["service"], removed["phase"], removed["info"]) == (

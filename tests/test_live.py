@@ -97,7 +97,7 @@ def last_table(text: str) -> dict[str, list[str]]:
     rows: dict[str, list[str]] = {}
     for line in text[start:].splitlines()[1:]:
         row = cells(line)
-        if len(row) == 8 and row[0]:
+        if len(row) == 9 and row[0]:
             rows[row[0]] = row
     return rows
 
@@ -138,6 +138,7 @@ def test_trisup_run_draws_a_live_table_in_a_terminal(tmp_path: Path) -> None:
         assert [h.strip() for h in re.split(r"[│┃]", header)[1:-1]] == [
             "SERVICE",
             "STATUS",
+            "PHASE",
             "STARTS",
             "RESTARTS",
             "FAILS",
@@ -147,7 +148,7 @@ def test_trisup_run_draws_a_live_table_in_a_terminal(tmp_path: Path) -> None:
         ]
         worker = last_table(text)["worker"]
         error = "exited with code 1; stderr: queue unreachable"
-        assert worker == ["worker", "crashing", "1", "0", "1", "-", "30s", error]
+        assert worker == ["worker", "crashing", "backoff", "1", "0", "1", "-", "30s", error]
         assert "web | listening" in text  # process output printed above the table
         assert b"\x1b[" in term.output  # colours and cursor movement: a real live view
         term.proc.send_signal(signal.SIGTERM)
@@ -159,8 +160,8 @@ def test_trisup_run_draws_a_live_table_in_a_terminal(tmp_path: Path) -> None:
     final = last_table(plain(term.output))
     # a shutdown stops nothing by hand: web is idle; worker, stopped while backing off, error
     assert final == {
-        "web": ["web", "idle", "1", "0", "0", "-", "1s", "-"],
-        "worker": ["worker", "error", "1", "0", "1", "-", "30s", error],
+        "web": ["web", "idle", "idle", "1", "0", "0", "-", "1s", "-"],
+        "worker": ["worker", "error", "idle", "1", "0", "1", "-", "30s", error],
     }
     assert "received SIGTERM, shutting down gracefully" in plain(term.output)
 
@@ -191,8 +192,8 @@ async def test_live_view_in_process_redraws_on_events() -> None:
     text = plain(out.getvalue().encode())
     assert "test · 3 services, 1 crashing, 2 running · up " in text
     rows = [cells(line) for line in text.splitlines()]
-    assert ["bad", "crashing", "1", "0", "1", "-", "1m0s", "nope"] in rows
-    assert ["nested/inner", "running", "1", "0", "0"] in [row[:5] for row in rows]
+    assert ["bad", "crashing", "backoff", "1", "0", "1", "-", "1m0s", "nope"] in rows
+    assert ["nested/inner", "running", "running", "1", "0", "0"] in [row[:6] for row in rows]
 
 
 def test_rich_table_and_log_handler() -> None:
@@ -217,7 +218,7 @@ def test_rich_table_and_log_handler() -> None:
     )
     handler.emit(warning)
     lines = out.getvalue().splitlines()
-    assert ["web", "failed", "0", "0", "0", "-", "", "[bold]x[/bold]"] in map(cells, lines)
+    assert ["web", "failed", "?", "0", "0", "0", "-", "", "[bold]x[/bold]"] in map(cells, lines)
     assert re.fullmatch(r"\d\d:\d\d:\d\d web \| \[red\]not markup\[/red\]", lines[-2])
     assert re.fullmatch(r"\d\d:\d\d:\d\d app: careful", lines[-1])
 

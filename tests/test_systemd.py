@@ -101,6 +101,31 @@ async def test_ready_status_and_stopping(
         assert summaries == []
 
 
+async def test_ready_waits_out_a_backoff_but_not_a_held_service(
+    autojump_clock: trio.testing.MockClock, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    """A service in backoff is not ready; one stopped by hand does not count."""
+    tries: list[float] = []
+
+    async def fails_once() -> None:
+        tries.append(trio.current_time())
+        if len(tries) == 1:
+            raise ValueError("first try")
+        await trio.sleep_forever()
+
+    m = trisup.Manager("app")
+    m.add(NotifyService(m))
+    m.add(trisup.new_service("retry", fails_once), restart_delay=1.5)
+    m.add(trisup.new_service("manual", trio.sleep_forever), auto_start=False)
+    async with notify_socket(monkeypatch, str(tmp_path / "notify")) as received:
+        with trio.move_on_after(3):
+            await m.serve()
+    assert tries == [0, 1.5]
+    ready = [(t, text) for t, text in received if text.startswith("READY=1")]
+    assert ready == [(1.5, "READY=1\nSTATUS=app: 3 services, 2 running, 1 stopped")]
+    assert (1, "STATUS=app: 3 services, 1 running, 1 backoff, 1 stopped") in received
+
+
 async def test_watchdog_pings(
     autojump_clock: trio.testing.MockClock, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
 ) -> None:
@@ -137,9 +162,12 @@ async def test_abstract_socket_and_status_rate(
         [(0, "STATUS=app: 2 services, 1 running, 1 idle")],
         [(0, "STATUS=app: 2 services, 1 running, 1 starting")],
     )
-    # flappy changes every 0.25 s: a summary every second, never more often
-    statuses = [t for t, text in received[ready + 1 :] if text.startswith("STATUS=app")]
-    assert statuses == [1, 2, 3, 4, 5, 6, 7, 8, 9]
+    # flappy changes every 0.25 s: a summary every second, never more often; at each
+    # whole second its backoff ends, so the phases shown alternate
+    statuses = [(t, text) for t, text in received[ready + 1 :] if text.startswith("STATUS=app")]
+    backoff = "STATUS=app: 2 services, 1 running, 1 backoff"
+    running = "STATUS=app: 2 services, 2 running"
+    assert statuses == [(t, backoff if t % 2 else running) for t in range(1, 10)]
     assert received[-1] == (10, "STOPPING=1\nSTATUS=stopping")
 
 

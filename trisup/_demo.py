@@ -35,6 +35,7 @@ from typing import TextIO
 import trio
 
 from ._cli import cli_logging, make_live_view, supervise
+from ._health import api_dict
 from ._manager import Manager
 from ._report import HEADERS, NUMERIC, Row, align, clip, row_from_dict
 from ._service import new_service
@@ -190,7 +191,7 @@ def _report(
     for manager, title in ((root, "root manager"), (backend, f"nested in {root.name}")):
         rows = [
             (
-                dataclasses.replace(row_from_dict(info.to_dict()), uptime=info.metric.total_uptime),
+                dataclasses.replace(row_from_dict(api_dict(info)), uptime=info.metric.total_uptime),
                 str(snap.statuses.get((manager.name, info.name), "-")),
             )
             for info in manager.get_services_info()

@@ -1,88 +1,81 @@
-"""Phase, readiness and summaries of services, read from their `ServiceInfo` (pure).
+"""Shown phases, readiness, summaries and the API's JSON of services, read from their info.
 
-Shared by the HTTP control plane (``trisup.http``) and the systemd notifier
-(``trisup.systemd``). No trio import.
+Pure (no trio import). Shared by the HTTP control plane (``trisup.http``), the
+systemd notifier (``trisup.systemd``) and the command line's tables. Every answer
+is read from `ServiceInfo.phase` (written by the service's runner), so it is exact
+at the moment of the snapshot: nothing is inferred from other fields or events.
 
-A service's *phase* refines its status: a ``running`` or ``crashing`` service
-whose attempt has ended and that waits to restart is ``backoff``. Readiness: a
-service counts when it is meant to run (not stopped by hand, and not an
-``auto_start=False`` service that was never started); it is ready when an attempt
-runs and has reported readiness, or when it has completed.
+Where one word stands for a service (the console's badge and timeline, the tables'
+PHASE column, summaries), it is its *shown phase*: ``"stopped"`` when it is held
+(stopped by hand, ``ServiceInfo.stopped``), else its phase. Readiness: a service
+counts when it is meant to run (not held); it is ready when its phase is
+``running`` (in ``serve`` and ready) or ``completed``.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable
+from collections.abc import Iterable
 
-from ._status import ServiceInfo, ServiceStatus
+from ._status import Phase, ServiceInfo
 
-__all__ = ["PHASES", "is_ready", "is_running", "not_ready", "phase", "phase_of", "summary"]
+__all__ = ["SHOWN", "api_dict", "is_ready", "not_ready", "shown", "shown_phase", "summary"]
 
-S = ServiceStatus
-
-PHASES: tuple[str, ...] = (
+SHOWN: tuple[str, ...] = (
     "running",
     "starting",
-    "crashing",
+    "waiting_deps",
+    "stopping",
     "backoff",
+    "group_wait",
     "stopped",
     "failed",
-    "error",
     "completed",
     "idle",
+    "removed",
 )
-"""Every phase, in the order summaries list them."""
+"""Every shown phase (each `Phase` and ``"stopped"``), in the order summaries list them."""
+
+_READY = frozenset({Phase.RUNNING, Phase.COMPLETED})
 
 
-def is_running(info: ServiceInfo) -> bool:
-    """Whether an attempt of the service runs now (it is not waiting to restart)."""
-    return info.running
+def shown(phase: Phase, held: bool) -> str:
+    """The one word shown for a service in *phase*: ``"stopped"`` if *held*, else the phase."""
+    return "stopped" if held else str(phase)
 
 
-def phase_of(status: ServiceStatus, waiting: bool) -> str:
-    """The phase of a service in *status*, *waiting* to restart or not."""
-    if waiting and (status is S.RUNNING or status is S.CRASHING):
-        return "backoff"
-    return str(status)
-
-
-def phase(info: ServiceInfo) -> str:
-    """The service's phase: its status, or ``backoff`` while it waits to restart."""
-    status = info.status
-    return phase_of(status, (status is S.RUNNING or status is S.CRASHING) and not is_running(info))
+def shown_phase(info: ServiceInfo) -> str:
+    """The one word shown for the service of *info* (see `shown`)."""
+    return "stopped" if info.stopped else str(info.phase)
 
 
 def is_ready(info: ServiceInfo) -> bool:
-    """Whether the service is ready: running and ready, or completed."""
-    status = info.status
-    if status is S.COMPLETED:
-        return True
-    return (status is S.RUNNING or status is S.CRASHING) and is_running(info)
+    """Whether the service is ready: running (in ``serve``, ready) or completed."""
+    return info.phase in _READY
 
 
 def not_ready(infos: Iterable[ServiceInfo], *, exclude: Iterable[str] = ()) -> list[str]:
-    """The names of the services meant to run that are not ready, in the given order."""
+    """The names of the services meant to run (not held) that are not ready, in order."""
     skip = frozenset(exclude)
     return [i.name for i in infos if not i.stopped and i.name not in skip and not is_ready(i)]
 
 
-def summary(
-    manager: str,
-    infos: Iterable[ServiceInfo],
-    phase_of_info: Callable[[ServiceInfo], str] | None = None,
-) -> str:
-    """One line: the manager's name, the number of services and their phases.
+def api_dict(info: ServiceInfo) -> dict[str, object]:
+    """The HTTP API's JSON object of a service: ``to_dict()``'s seed keys, then ``phase``."""
+    data = info.to_dict()
+    data["phase"] = str(info.phase)
+    return data
 
-    *phase_of_info* gives a service's phase (default: `phase`).
+
+def summary(manager: str, infos: Iterable[ServiceInfo]) -> str:
+    """One line: the manager's name, the number of services and their shown phases.
 
     >>> summary("app", [])
     'app: 0 services'
     """
-    counts: dict[str, int] = dict.fromkeys(PHASES, 0)
+    counts: dict[str, int] = dict.fromkeys(SHOWN, 0)
     total = 0
-    get = phase if phase_of_info is None else phase_of_info
     for info in infos:
-        counts[get(info)] += 1
+        counts[shown_phase(info)] += 1
         total += 1
     parts = [f"{n} {p}" for p, n in counts.items() if n]
     noun = "service" if total == 1 else "services"

@@ -1,7 +1,7 @@
 """The live status view of ``trisup run`` and ``trisup demo`` (needs rich: ``trisup[cli]``).
 
-A table of every service — status in colour, starts, restarts, consecutive
-failures, uptime, current delay, last error — redrawn when an event arrives (at
+A table of every service — status and phase in colour, starts, restarts,
+consecutive failures, uptime, current delay, last error — redrawn when an event arrives (at
 most twenty times a second, so a crash storm costs little) and once a second for
 the uptimes. Log lines (process output, warnings) are printed above it. Rich's
 own refresh thread is not used: a Trio task does the redrawing.
@@ -23,9 +23,9 @@ from rich.text import Text
 
 from ._events import Subscription
 from ._manager import Manager
-from ._report import HEADERS, Row, format_duration, rows_of
+from ._report import HEADERS, NUMERIC, Row, format_duration, rows_of
 
-__all__ = ["STATUS_STYLES", "LiveView", "RichLogHandler", "rich_table"]
+__all__ = ["PHASE_STYLES", "STATUS_STYLES", "LiveView", "RichLogHandler", "rich_table"]
 
 STATUS_STYLES = {
     "running": "green",
@@ -37,6 +37,22 @@ STATUS_STYLES = {
     "stopped": "dim",
     "idle": "dim",
 }
+
+PHASE_STYLES = {
+    "running": "green",
+    "starting": "cyan",
+    "waiting_deps": "cyan",
+    "stopping": "yellow",
+    "backoff": "bold yellow",
+    "group_wait": "yellow",
+    "completed": "blue",
+    "failed": "bold red",
+    "stopped": "dim",
+    "idle": "dim",
+}
+"""The style of each shown phase (``stopped`` while held, else the `Phase`)."""
+
+_MIN_WIDTH = {"STATUS": 9, "PHASE": 12}  # the longest values: crashing, waiting_deps
 
 _MIN_INTERVAL = 0.05  # at most twenty redraws a second
 _TICK = 1.0  # redraw at least once a second, for the uptimes
@@ -57,15 +73,16 @@ def rich_table(
         else:
             table.add_column(
                 header,
-                justify="right" if 2 <= i <= 6 else "left",
+                justify="right" if i in NUMERIC else "left",
                 no_wrap=True,
-                min_width=max(len(header), 9 if header == "STATUS" else 0),
+                min_width=max(len(header), _MIN_WIDTH.get(header, 0)),
             )
     for row in rows:
         cells = row.cells()
         status = Text(cells[1], style=STATUS_STYLES.get(row.status, ""))
+        phase = Text(cells[2], style=PHASE_STYLES.get(row.phase, ""))
         error = Text(cells[-1], style="red" if row.error else "dim")
-        table.add_row(Text(cells[0], style="bold"), status, *cells[2:-1], error)
+        table.add_row(Text(cells[0], style="bold"), status, phase, *cells[3:-1], error)
     return table
 
 

@@ -113,11 +113,7 @@ def classify(error: BaseException | None, *, stopped: bool) -> AttemptOutcome:
     """
     if error is None:
         return STOPPED if stopped else CLEAN
-    if (
-        error.__cause__ is None
-        and isinstance(error, Exception)
-        and not isinstance(error, _SPECIAL)
-    ):
+    if error.__cause__ is None and isinstance(error, Exception) and not isinstance(error, _SPECIAL):
         return STOPPED if stopped else FAILURE  # the common case: a plain Exception
     if escapes(error):
         return ESCAPE

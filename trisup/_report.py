@@ -1,8 +1,9 @@
 """What the command line shows: table rows, the plain-text table and log lines.
 
 No rich here: this is what ``trisup`` prints without a terminal or without the
-``cli`` extra. A row is made from the JSON object of ``ServiceInfo.to_dict()``,
-so a live manager and a remote one (``trisup status --url``) give the same table.
+``cli`` extra. A row is made from a service's JSON object in the HTTP API
+(``ServiceInfo.to_dict()`` and ``phase``), so a live manager and a remote one
+(``trisup status --url``) give the same table.
 """
 
 from __future__ import annotations
@@ -15,6 +16,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import TextIO, final
 
+from ._health import api_dict
 from ._manager import Manager
 
 __all__ = [
@@ -31,10 +33,21 @@ __all__ = [
     "rows_of",
 ]
 
-HEADERS = ("SERVICE", "STATUS", "STARTS", "RESTARTS", "FAILS", "UPTIME", "DELAY", "LAST ERROR")
-"""The table's columns; FAILS counts consecutive failures."""
+HEADERS = (
+    "SERVICE",
+    "STATUS",
+    "PHASE",
+    "STARTS",
+    "RESTARTS",
+    "FAILS",
+    "UPTIME",
+    "DELAY",
+    "LAST ERROR",
+)
+"""The table's columns; PHASE is the shown phase (``stopped`` while stopped by hand, else
+the `Phase`), FAILS counts consecutive failures."""
 
-NUMERIC = frozenset({2, 3, 4, 5, 6})
+NUMERIC = frozenset({3, 4, 5, 6, 7})
 """The columns of `HEADERS` that hold numbers."""
 
 
@@ -45,6 +58,7 @@ class Row:
 
     name: str
     status: str
+    phase: str
     starts: int
     restarts: int
     fails: int
@@ -57,6 +71,7 @@ class Row:
         return (
             self.name,
             self.status,
+            self.phase,
             str(self.starts),
             str(self.restarts),
             str(self.fails),
@@ -72,11 +87,15 @@ def _int(data: Mapping[str, object], key: str) -> int:
 
 
 def row_from_dict(data: Mapping[str, object], prefix: str = "") -> Row:
-    """A row from a ``ServiceInfo.to_dict()`` object; missing keys read as empty."""
+    """A row from a service's JSON object in the HTTP API; missing keys read as empty.
+
+    The phase shown is ``stopped`` while ``stopped`` is true, else ``phase``.
+    """
     delay = data.get("current_delay", "")
     return Row(
         name=prefix + str(data.get("name", "?")),
         status=str(data.get("status", "?")),
+        phase="stopped" if data.get("stopped") is True else str(data.get("phase", "?")),
         starts=_int(data, "start_count"),
         restarts=_int(data, "restart_count"),
         fails=_int(data, "consec_failures"),
@@ -89,7 +108,7 @@ def row_from_dict(data: Mapping[str, object], prefix: str = "") -> Row:
 def rows_of(managers: Sequence[tuple[str, Manager]]) -> list[Row]:
     """Rows for the services of each ``(prefix, manager)``, in order."""
     return [
-        row_from_dict(info.to_dict(), prefix)
+        row_from_dict(api_dict(info), prefix)
         for prefix, manager in managers
         for info in manager.get_services_info()
     ]

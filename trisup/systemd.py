@@ -30,9 +30,8 @@ from typing import final
 import trio
 
 from . import events as ev
-from ._health import summary
+from ._health import not_ready, summary
 from ._manager import Manager
-from ._phases import Phases
 
 __all__ = ["NotifyService", "watchdog_interval"]
 
@@ -109,13 +108,6 @@ class NotifyService:
         if not target:
             task_status.started()
             await trio.sleep_forever()
-        stopping = trio.Event()
-
-        def on_event(event: ev.Event, phase: str | None) -> None:
-            if isinstance(event, ev.ManagerStopping):
-                stopping.set()
-
-        phases = Phases(self._manager, on_event=on_event)
         with trio.socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM) as sock:
             await sock.connect(_address(target))
             logger.debug(
@@ -124,7 +116,7 @@ class NotifyService:
                 extra={"service": self.name, "event": "notify_socket"},
             )
             async with self._manager.subscribe(max_buffer=256) as events:
-                phases.attach(events)
+                follower = _Follower(events)
                 task_status.started()
                 said_stopping = False
                 try:
@@ -132,53 +124,90 @@ class NotifyService:
                         interval = watchdog_interval()
                         if interval is not None:
                             nursery.start_soon(_watchdog, sock, interval)
-                        nursery.start_soon(_follow, events, phases)
-                        nursery.start_soon(self._report, sock, phases, stopping)
-                        await stopping.wait()
+                        nursery.start_soon(follower.follow)
+                        nursery.start_soon(self._report, sock, follower)
+                        await follower.stopping.wait()
                         nursery.cancel_scope.cancel(reason="trisup: manager stopping")
                     with trio.move_on_after(1, shield=True):
                         said_stopping = True
                         await _send(sock, _STOPPING)
                     await trio.sleep_forever()
                 finally:
-                    phases.sync()  # the shutdown may have begun before this task saw it
-                    if stopping.is_set() and not said_stopping:
+                    follower.sync()  # the shutdown may have begun before this task saw it
+                    if follower.stopping.is_set() and not said_stopping:
                         with trio.move_on_after(1, shield=True):
                             await _send(sock, _STOPPING)
 
-    async def _report(
-        self, sock: trio.socket.SocketType, phases: Phases, stopping: trio.Event
-    ) -> None:
+    async def _report(self, sock: trio.socket.SocketType, follower: _Follower) -> None:
         """Send READY=1 once the tree is ready, and STATUS= whenever it changes."""
         manager = self._manager
         ready = False
         sent = ""
         quiet_until = -math.inf
         while True:
+            follower.sync()  # a shutdown already begun sends nothing more
             infos = manager.get_services_info()
             lines: list[str] = []
-            if not ready and not phases.not_ready(infos):
+            if not ready and not not_ready(infos):
                 ready = True
                 lines.append("READY=1")
-            text = summary(manager.name, infos, phases.phase)
+            text = summary(manager.name, infos)
             now = trio.current_time()
             if text != sent and (lines or now >= quiet_until):
                 sent = text
                 quiet_until = now + self._status_interval
                 lines.append(f"STATUS={text}")
-            if stopping.is_set():
+            if follower.stopping.is_set():
                 return  # nothing after STOPPING=1
-            seen = phases.generation  # before any checkpoint: no change is missed
+            seen = follower.generation  # before any checkpoint: no change is missed
             if lines:
                 await _send(sock, "\n".join(lines))
             # the next change; or, with a summary held back, the end of the quiet time
             with trio.move_on_at(quiet_until if text != sent else math.inf):
-                await phases.wait_changed(seen)
+                await follower.wait_changed(seen)
 
 
-async def _follow(events: ev.Subscription, phases: Phases) -> None:
-    async for event in events:
-        phases.take(event)
+@final
+class _Follower:
+    """Takes the manager's events: notes its shutdown and counts the changes.
+
+    The follower task (`follow`) and `sync` take from the same subscription, so
+    each event is taken once; `sync` makes a read exact at that moment, since the
+    manager emits every event synchronously with the change it describes.
+    """
+
+    __slots__ = ("_changed", "events", "generation", "stopping")
+
+    def __init__(self, events: ev.Subscription) -> None:
+        self.events = events
+        self.stopping = trio.Event()
+        self.generation = 0
+        self._changed: trio.Event | None = None
+
+    def _take(self, event: ev.Event) -> None:
+        if isinstance(event, ev.ManagerStopping):
+            self.stopping.set()
+        self.generation += 1
+        if self._changed is not None:
+            self._changed.set()
+            self._changed = None
+
+    def sync(self) -> None:
+        """Take every event the subscription has buffered."""
+        while (event := self.events.receive_nowait()) is not None:
+            self._take(event)
+
+    async def follow(self) -> None:
+        """Take the events as they come, until cancelled."""
+        async for event in self.events:
+            self._take(event)
+
+    async def wait_changed(self, since: int) -> None:
+        """Wait until `generation` differs from *since* (at once if it does)."""
+        while self.generation == since:
+            if self._changed is None:
+                self._changed = trio.Event()
+            await self._changed.wait()
 
 
 async def _send(sock: trio.socket.SocketType, text: str) -> None:

@@ -8,7 +8,7 @@ method   path                                 answer
 GET      ``P/``                               the live page (``P`` redirects here)
 GET      ``P/static/{file}``                  the page's script and style sheet
 GET      ``P/api/services``                   every service's info, registration order
-GET      ``P/api/service/{name}``             one service's info
+GET      ``P/api/service/{name}``             one service's info (``to_dict()`` + ``phase``)
 POST     ``P/api/service/{name}/{verb}``      ``restart``, ``stop``, ``start``, ``reset``
 POST     ``P/api/services/restart``           restart every service
 GET      ``P/api/events``                     server-sent events (see `._sse`)
@@ -44,8 +44,10 @@ from .._errors import (
     ServiceStopTimeout,
     SupervisorError,
 )
+from .._health import api_dict, not_ready
 from .._manager import Manager
 from .._service import Service
+from .._status import Phase
 from ._json import JSONResponse, error_response, json_bytes, ok_response
 from ._openapi import VERBS, openapi_document
 from ._security import Guard
@@ -68,6 +70,7 @@ _PAGE_POLICY = (
     "connect-src 'self'; base-uri 'none'; form-action 'none'; frame-ancestors 'none'"
 )
 _DONE = {"restart": "restarted", "stop": "stopped", "start": "started", "reset": "reset"}
+_RUNNING = frozenset({Phase.STARTING, Phase.RUNNING})  # a start of these is a 409
 
 
 def _load_assets() -> dict[str, bytes]:
@@ -119,7 +122,7 @@ class _Handlers:
     # ---------------------------------------------------------------- the API
 
     async def services(self, request: Request) -> Response:
-        return JSONResponse([info.to_dict() for info in self.manager.get_services_info()])
+        return JSONResponse([api_dict(info) for info in self.manager.get_services_info()])
 
     async def service(self, request: Request) -> Response:
         """``GET P/api/service/{name}`` and ``POST P/api/service/{name}/{verb}``.
@@ -142,7 +145,7 @@ class _Handlers:
                 info = self.manager.get_service_info(name)
             except ServiceNotFound as exc:
                 return error_response(404, str(exc))
-            return JSONResponse(info.to_dict())
+            return JSONResponse(api_dict(info))
         if request.method != "POST":
             return error_response(405, "method not allowed", {"Allow": "POST"})
         verb = parts[1].decode()
@@ -160,7 +163,7 @@ class _Handlers:
                     raise ServiceStopped(name)
                 await manager.stop_service(name)
             elif verb == "start":
-                if self.state.phases.running(info):
+                if info.phase in _RUNNING and not info.stopped:
                     raise ServiceRunning(name)
                 await manager.start_service(name)
             elif verb == "restart":
@@ -231,7 +234,7 @@ class _Handlers:
         name = self.manager.name
         if state != "serving":
             return JSONResponse({"error": f"manager {name} is {state}", "not_ready": []}, 503)
-        waiting = self.state.phases.not_ready(self.manager.get_services_info())
+        waiting = not_ready(self.manager.get_services_info())
         if waiting:
             text = "not ready: " + ", ".join(waiting)
             return JSONResponse({"error": text, "not_ready": waiting}, 503)

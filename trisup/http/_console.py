@@ -14,7 +14,6 @@ from hypercorn.typing import ASGIFramework
 from prometheus_client.registry import CollectorRegistry
 
 from .._manager import Manager
-from .._status import ServiceInfo
 from ._app import build_app
 from ._metrics import SupervisorCollector
 from ._security import TOKEN_ENV, Bind, parse_bind, resolve_token
@@ -59,14 +58,11 @@ def _probe(bind: Bind) -> None:
 
 @final
 class _ConsoleCollector(SupervisorCollector):
-    """The collector of a console: phases and the manager's state from its events."""
+    """The collector of a console: the manager's state from its events."""
 
     def __init__(self, state: ConsoleState) -> None:
         super().__init__(state.manager)
         self._console_state = state
-
-    def _running(self, info: ServiceInfo) -> bool:
-        return self._console_state.phases.running(info)
 
     def _manager_state(self) -> str | None:
         return self._console_state.current_state()

@@ -7,9 +7,8 @@ from collections.abc import Iterator
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
 
-from .._health import is_running
 from .._manager import Manager
-from .._status import ServiceInfo, ServiceStatus
+from .._status import Phase, ServiceStatus
 
 __all__ = ["MANAGER_STATES", "SupervisorCollector"]
 
@@ -17,6 +16,7 @@ MANAGER_STATES = ("serving", "stopping", "stopped")
 """The values of the ``state`` label of ``trisup_manager_state``."""
 
 _SERVICE = ["manager", "service"]
+_PHASES = tuple(p for p in Phase if p is not Phase.REMOVED)
 
 
 class SupervisorCollector(Collector):
@@ -32,8 +32,10 @@ class SupervisorCollector(Collector):
     ================================================  =======  ==========================
     name                                              type     value
     ================================================  =======  ==========================
-    ``trisup_service_up``                             gauge    1 while an attempt runs
+    ``trisup_service_up``                             gauge    1 while an attempt is in
+                                                               ``serve``
     ``trisup_service_status``                         gauge    1 for the current ``status``
+    ``trisup_service_phase``                          gauge    1 for the current ``phase``
     ``trisup_service_starts_total``                   counter  attempts started
     ``trisup_service_successes_total``                counter  clean ends and stops
     ``trisup_service_errors_total``                   counter  failures
@@ -49,11 +51,13 @@ class SupervisorCollector(Collector):
     ``trisup_manager_services``                       gauge    registered services
     ================================================  =======  ==========================
 
+    ``trisup_service_phase``'s ``phase`` label takes every `Phase` value but
+    ``removed`` (a removed service is not listed); a service stopped by hand shows
+    its phase there (``idle``, or ``stopping`` while it exits) and ``stopped`` in
+    ``trisup_service_status``. ``trisup_service_up`` is ``ServiceInfo.running``.
     ``trisup_manager_state`` (``state`` is ``serving``, ``stopping`` or
     ``stopped``) is reported by the console's collector, which follows the
     manager's events; this one cannot know the state from the info alone.
-    Without events, ``trisup_service_up`` is read from the info's times, which
-    cannot tell a restart from a wait at the very instant of a zero-delay restart.
 
     Args:
         manager: the manager to report on.
@@ -63,10 +67,6 @@ class SupervisorCollector(Collector):
 
     def __init__(self, manager: Manager) -> None:
         self._manager = manager
-
-    def _running(self, info: ServiceInfo) -> bool:
-        """Whether an attempt of the service runs (a subclass may know better)."""
-        return is_running(info)
 
     def _manager_state(self) -> str | None:
         """The manager's state, if known (a subclass may know it)."""
@@ -84,11 +84,16 @@ class SupervisorCollector(Collector):
         def counter(name: str, doc: str) -> CounterMetricFamily:
             return CounterMetricFamily(name, doc, labels=_SERVICE)
 
-        up = gauge("trisup_service_up", "Whether an attempt of the service is running.")
+        up = gauge("trisup_service_up", "Whether an attempt of the service is in serve.")
         status = gauge(
             "trisup_service_status",
             "The service's status: 1 for the current one, 0 for the others.",
             [*_SERVICE, "status"],
+        )
+        phase = gauge(
+            "trisup_service_phase",
+            "The service's lifecycle phase: 1 for the current one, 0 for the others.",
+            [*_SERVICE, "phase"],
         )
         starts = counter("trisup_service_starts", "Attempts started.")
         successes = counter("trisup_service_successes", "Attempts that ended cleanly or stopped.")
@@ -108,9 +113,11 @@ class SupervisorCollector(Collector):
         for info in infos:
             labels = [m, info.name]
             metric = info.metric
-            up.add_metric(labels, 1.0 if self._running(info) else 0.0)
+            up.add_metric(labels, 1.0 if info.running else 0.0)
             for s in ServiceStatus:
                 status.add_metric([*labels, str(s)], 1.0 if s is info.status else 0.0)
+            for p in _PHASES:
+                phase.add_metric([*labels, str(p)], 1.0 if p is info.phase else 0.0)
             starts.add_metric(labels, metric.start_count)
             successes.add_metric(labels, metric.success_count)
             errors.add_metric(labels, metric.error_count)
@@ -120,7 +127,7 @@ class SupervisorCollector(Collector):
             delay.add_metric(labels, info.current_delay)
             uptime.add_metric(labels, metric.current_uptime)
             run.add_metric(labels, metric.total_uptime)
-        yield from (up, status, starts, successes, errors, restarts, window, consec, delay)
+        yield from (up, status, phase, starts, successes, errors, restarts, window, consec, delay)
         yield from (uptime, run)
         current = self._manager_state()
         if current is not None:

@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from .. import __version__
-from .._status import ServiceStatus
+from .._status import Phase, ServiceStatus
 from ._security import TOKEN_HEADER
 
 __all__ = ["VERBS", "openapi_document"]
@@ -45,10 +45,18 @@ _INFO_PROPERTIES: dict[str, object] = {
     "current_delay": {"type": "string", "description": 'a Go duration: "0s", "1.5s", "1m0s"'},
     "window_start": _TIME,
     "last_service_start": _TIME,
+    "phase": {
+        "type": "string",
+        "enum": [str(p) for p in Phase],
+        "description": "What its instance is doing now (trisup's addition to the Go keys); "
+        "a service stopped by hand has stopped=true and the phase it is in (idle, or "
+        "stopping while it exits).",
+    },
 }
 _SERVICE_INFO: dict[str, object] = {
     "type": "object",
-    "description": "A service's metrics and runtime state, as the Go package encodes them.",
+    "description": "A service's metrics and runtime state, as the Go package encodes them, "
+    "and its lifecycle phase.",
     "additionalProperties": False,
     "required": list(_INFO_PROPERTIES),
     "properties": _INFO_PROPERTIES,

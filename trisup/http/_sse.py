@@ -4,12 +4,13 @@ Each stream subscribes to the manager itself (``manager.subscribe()``), so a slo
 client loses only its own oldest events, never slows the manager. It sends:
 
 - ``snapshot``: first, and again whenever the client fell behind: the manager's
-  name and state, every service's info, phase and recent timeline, the server's
-  clock and whether POSTs need a token;
+  name and state, every service's info (the API's JSON, with its ``phase``), shown
+  phase and recent timeline, the server's clock and whether POSTs need a token;
 - one unnamed message per event, whose data is the event's fields plus ``kind``
-  (``status``, ``exited``, ``backing_off``, ...), ``ts`` (wall-clock seconds),
-  ``message``, and for a service event its ``phase`` and its current ``info``
-  (``null`` once removed);
+  (``phase``, ``status``, ``exited``, ``backing_off``, ...), ``ts`` (wall-clock
+  seconds), ``message``, and for a service event its shown ``phase`` just after
+  the event (``"stopped"`` while held, else its `Phase`; ``"removed"`` once
+  removed) and its current ``info`` (``null`` once removed);
 - a ``ping`` comment every `HEARTBEAT` seconds of silence.
 
 At most `MAX_STREAMS` streams are open at once; more get 503. Streams end when
@@ -24,10 +25,10 @@ import trio
 from starlette.types import Receive, Scope, Send
 
 from .. import events as ev
-from .._phases import PhaseFold
+from .._health import api_dict
 from .._status import ServiceInfo
 from ._json import error_response, json_bytes
-from ._state import HISTORY, ConsoleState
+from ._state import HISTORY, ConsoleState, ShownPhases
 
 __all__ = ["HEARTBEAT", "MAX_STREAMS", "EventStream", "snapshot"]
 
@@ -40,17 +41,17 @@ MAX_BATCH = 256
 
 
 def snapshot(
-    state: ConsoleState, infos: list[ServiceInfo], fold: PhaseFold, token_required: bool
+    state: ConsoleState, infos: list[ServiceInfo], fold: ShownPhases, token_required: bool
 ) -> object:
     """The data of a ``snapshot`` message; seeds *fold* with the services' phases."""
     timelines = state.timelines()
-    phases = {info.name: fold.seed(info, state.phases.phase(info)) for info in infos}
+    phases = {info.name: fold.seed(info) for info in infos}
     return {
         "manager": {"name": state.manager.name, "state": state.current_state()},
         "now": state.wall(),
         "history": HISTORY,
         "token_required": token_required,
-        "services": [info.to_dict() for info in infos],
+        "services": [api_dict(info) for info in infos],
         "phases": phases,
         "timelines": {
             info.name: [[ts, p] for ts, p in timelines.get(info.name, [])] for info in infos
@@ -66,7 +67,7 @@ def _plain(value: object) -> object:
 
 def event_data(
     state: ConsoleState,
-    fold: PhaseFold,
+    fold: ShownPhases,
     event: ev.Event,
     infos: dict[str, ServiceInfo | None],
 ) -> dict[str, object]:
@@ -82,7 +83,7 @@ def event_data(
             infos[name] = manager.get_service_info(name) if manager.has(name) else None
         info = infos[name]
         data["phase"] = fold.apply(event, info)
-        data["info"] = info.to_dict() if info is not None else None
+        data["info"] = api_dict(info) if info is not None else None
     return data
 
 
@@ -138,7 +139,7 @@ class EventStream:
 
     async def _pump(self, events: ev.Subscription, send: Send) -> None:
         state = self._state
-        fold = PhaseFold()
+        fold = ShownPhases()
         infos = state.manager.get_services_info()
         head = b"retry: 2000\n\n" + message(
             "snapshot", snapshot(state, infos, fold, self._token_required)
@@ -157,7 +158,7 @@ class EventStream:
                 batch.append(more)
             if events.lost != lost:  # fell behind: start again from a snapshot
                 lost = events.lost
-                fold = PhaseFold()
+                fold = ShownPhases()
                 infos = state.manager.get_services_info()
                 body = message("snapshot", snapshot(state, infos, fold, self._token_required))
             else:

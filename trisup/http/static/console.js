@@ -7,7 +7,9 @@
   const MIN_SPAN = 10; // seconds shown at least
   const RUNNING = new Set(["running", "starting", "crashing"]);
   const FAILING = new Set(["crashing", "failed", "error"]);
-  const ACTIVE_PHASES = new Set(["running", "starting", "crashing", "backoff"]);
+  // the phases in which the service's task lives: it may be stopped or restarted
+  const LIVE = new Set(["waiting_deps", "starting", "running", "stopping", "backoff", "group_wait"]);
+  const IN_SERVE = new Set(["starting", "running", "stopping"]); // its uptime grows
   const COLOURS = {};
 
   const services = new Map(); // name -> {info, phase, at, points, row, cells, actionsKey}
@@ -37,7 +39,7 @@
 
   function colour(phase) {
     if (!(phase in COLOURS)) {
-      const probe = el("span", { className: `swatch phase-${phase === "error" ? "failed" : phase}` });
+      const probe = el("span", { className: `swatch phase-${phase}` });
       document.body.append(probe);
       COLOURS[phase] = getComputedStyle(probe).backgroundColor;
       probe.remove();
@@ -47,11 +49,9 @@
 
   // ------------------------------------------------------------ the table
 
-  function phaseFromInfo(info, previous) {
-    if (info.status === "running" || info.status === "crashing") {
-      return previous === "backoff" || ACTIVE_PHASES.has(previous) ? previous : info.status;
-    }
-    return info.status;
+  // The one word shown for a service: "stopped" while stopped by hand, else its phase.
+  function shownPhase(info) {
+    return info.stopped ? "stopped" : info.phase;
   }
 
   function upsert(info, phase, ts) {
@@ -61,7 +61,7 @@
       services.set(info.name, entry);
     }
     entry.info = info;
-    entry.phase = phase || phaseFromInfo(info, entry.phase);
+    entry.phase = phase || shownPhase(info);
     entry.at = now();
     const last = entry.points[entry.points.length - 1];
     if (!last || last[1] !== entry.phase) entry.points.push([ts === undefined ? entry.at : ts, entry.phase]);
@@ -81,6 +81,7 @@
     row.dataset.service = entry.info.name;
     const cells = {
       name: el("td", { className: "name" }),
+      phase: el("td", { className: "phase-cell" }),
       status: el("td", { className: "status-cell" }),
       starts: el("td", { className: "num" }),
       restarts: el("td", { className: "num" }),
@@ -93,7 +94,7 @@
     };
     cells.canvas = el("canvas", { className: "timeline", width: 440, height: 28 });
     cells.timeline.append(cells.canvas);
-    for (const key of ["name", "status", "starts", "restarts", "errors", "uptime", "delay", "error", "timeline", "actions"]) {
+    for (const key of ["name", "phase", "status", "starts", "restarts", "errors", "uptime", "delay", "error", "timeline", "actions"]) {
       row.append(cells[key]);
     }
     entry.row = row;
@@ -105,10 +106,8 @@
     if (!entry.row) buildRow(entry);
     const { info, cells } = entry;
     cells.name.textContent = info.name;
-    cells.status.replaceChildren();
-    const badge = el("span", { className: `status status-${info.status}` }, info.status);
-    cells.status.append(badge);
-    if (entry.phase === "backoff") cells.status.append(el("span", { className: "tag" }, "backing off"));
+    cells.phase.replaceChildren(el("span", { className: `phase phase-${entry.phase}` }, entry.phase));
+    cells.status.replaceChildren(el("span", { className: `status status-${info.status}` }, info.status));
     entry.row.dataset.status = info.status;
     entry.row.dataset.phase = entry.phase;
     cells.starts.textContent = info.start_count;
@@ -126,7 +125,7 @@
 
   function renderUptime(entry) {
     let seconds = entry.info.current_uptime / 1e9;
-    if (seconds > 0 && ACTIVE_PHASES.has(entry.phase) && entry.phase !== "backoff") {
+    if (seconds > 0 && IN_SERVE.has(entry.info.phase)) {
       seconds += now() - entry.at;
     }
     entry.cells.uptime.textContent = duration(seconds);
@@ -134,7 +133,7 @@
 
   function renderActions(entry) {
     const { info } = entry;
-    const active = ACTIVE_PHASES.has(entry.phase) && !info.stopped;
+    const active = LIVE.has(info.phase) && !info.stopped;
     const actions = active ? ["stop", "restart"] : ["start"];
     if (info.failed || info.restart_count > 0 || info.consec_failures > 0) actions.push("reset");
     actions.push("details");
@@ -157,7 +156,7 @@
       return;
     }
     const row = el("tr", { className: "details" });
-    const cell = el("td", { colSpan: 10 });
+    const cell = el("td", { colSpan: 11 });
     cell.append(el("pre", {}, JSON.stringify(entry.info, null, 2)));
     row.append(cell);
     entry.row.after(row);
