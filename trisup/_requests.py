@@ -104,7 +104,8 @@ class Requests(ServiceState):
             self.deleting = True
         if hold:
             self.held = True
-        self._again = EXIT
+        if hold or delete:
+            self._again = EXIT  # the shutdown keeps a restart's pending start (recorded)
         if self.phase not in LIVE:
             if delete:
                 self._remove()

@@ -131,12 +131,12 @@ class Runner(Requests):
         begins the next life in this task.
         """
         again = self._again
-        if self.deleting or self.held or ctx.stopping or not self.stop_asked:
+        if self.deleting or self.held or not self.stop_asked:
             return EXIT
-        if again == FRESH:
-            self.reset_counters()
-            return AGAIN
-        return again
+        if again == FRESH:  # the restart's stop is done: its start clears the counters,
+            self.reset_counters()  # also when the shutdown only lets it record the start
+            again = AGAIN
+        return EXIT if ctx.stopping else again
 
     async def _run(self, ctx: ServeContext) -> None:
         self.task = trio.lowlevel.current_task()
