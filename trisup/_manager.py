@@ -224,8 +224,7 @@ class Manager:
         return fn
 
     # -------------------------------------------------------- control verbs
-    # Each verb records its request on the runner, which decides (`Runner._go_on`);
-    # the verb then waits, within its bound, for the effect or for a later request.
+    # A verb records its request on the runner, then waits within its bound (_verbs.py)
 
     async def start_service(self, name: str) -> None:
         """Start a service; a no-op if it is running or starting.

@@ -217,3 +217,9 @@ class Requests(ServiceState):
             nursery = task.parent_nursery
             task = nursery.parent_task if nursery is not None else None
         return False
+
+    def healthy(self, attempt: int) -> None:
+        """The run of *attempt* reached ``restart_window`` of uptime."""
+        if self.run_started is not None and attempt == self.attempt:
+            self._healthy_reset()
+            self._publish()

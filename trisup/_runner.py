@@ -1,18 +1,15 @@
-"""One supervised service: its lifecycle, its task, the outcome rules and the restart loop.
+"""A service's task: the one place that decides what its instance does next.
 
-A runner is the only writer of its service's state. The phase changes in one
-place, `Runner._move`, checked against the lifecycle's table (`_lifecycle.py`).
-The manager and the tree do not assign runner fields: they *request* (start,
-stop, restart, delete, a group or dependency restart) through the ``request_*``
-methods, which record the request and cancel or wake the task; the runner's task
-decides, in `Runner._go_on`, what its instance does next. Requests are decided
-in the order they were made, so the latest wins, and a delete wins over all.
-
-One long-lived task runs every attempt, each in the task's own frame, inside a
-shielded cancel scope that only the manager cancels (one scope per *life*: from a
-start to the stop that ends it). A task that goes on after a stop (a restart)
-starts its next life in the same task, so two instances of one service never
-overlap. The backoff wait parks the task on the manager's timer (`_timer.py`).
+`Runner` is the third layer of a runner (`ServiceState` holds the state and
+writes the phase, `Requests` records what the manager and the tree ask). The
+task decides, in `Runner._go_on`, what follows the end of each *life* (from a
+start to the stop that ends it): exit, or a new life in the same task (a
+restart, by hand, of a group or of dependents), so two instances of one service
+never overlap and the latest request wins. Within a life it runs the attempts
+(each in the task's own frame, inside a shielded cancel scope that only the
+manager cancels), applies the outcome rules (`_outcome.py`) and takes the restart
+path: give up, park in a group restart, or wait out the backoff parked on the
+manager's timer (`_timer.py`).
 """
 
 from __future__ import annotations
@@ -116,12 +113,6 @@ class Runner(Requests):
             self.hub.emit(
                 ServiceReady(manager=self.hub.manager, time=trio_now(), service=self.name), DEBUG
             )
-
-    def healthy(self, attempt: int) -> None:
-        """The run of *attempt* reached ``restart_window`` of uptime."""
-        if self.run_started is not None and attempt == self.attempt:
-            self._healthy_reset()
-            self._publish()
 
     def _go_on(self, ctx: ServeContext) -> int:
         """At the end of a life: what the task does next (the one place that decides).
