@@ -650,7 +650,13 @@ async def test_11_deaths_during_one_group_restart_are_one_restart(
         infos = {i.name: i for i in m.get_services_info()}
         assert {n: i.metric.start_count for n, i in infos.items()} == {"a": 2, "b": 2, "c": 2}
         assert {n: i.metric.error_count for n, i in infos.items()} == {"a": 1, "b": 1, "c": 0}
-        assert {n: i.status for n, i in infos.items()} == dict.fromkeys("abc", S.RUNNING)
+        # a and b failed once: CRASHING until restart_window of healthy uptime
+        assert {n: i.status for n, i in infos.items()} == {
+            "a": S.CRASHING,
+            "b": S.CRASHING,
+            "c": S.RUNNING,
+        }
+        assert {n: i.phase for n, i in infos.items()} == dict.fromkeys("abc", trisup.Phase.RUNNING)
         assert all(node.live.most == 1 for node in (a, b, c))
 
 
