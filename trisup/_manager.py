@@ -135,8 +135,7 @@ class Manager:
         name = service.name
         if name in self._runners:
             raise ServiceAlreadyExists(name)
-        graph = {n: r.depends_on for n, r in self._runners.items()}
-        deps = check_dependencies(name, depends_on, graph, serving=self._ctx is not None)
+        deps = check_dependencies(name, depends_on, self._runners, serving=self._ctx is not None)
         config = repair(config, name)
         runner = Runner(service, config, wall_now(self._ctx), self._hub, self._runners)
         runner.depends_on = deps

@@ -8,6 +8,7 @@ from typing import TYPE_CHECKING
 
 import trio
 
+from ._lifecycle import STARTING
 from ._tree import start_order
 
 if TYPE_CHECKING:
@@ -40,7 +41,7 @@ async def start_all(ctx: ServeContext, order: list[Runner], registry: Mapping[st
     is classified (or timed out), or it waits on a dependency; plain services start
     in one batch, and this returns once each has entered ``serve``.
     """
-    plain: list[tuple[Runner, int]] = []
+    plain = False
     for runner in order:
         if ctx.terminated.is_set():
             return
@@ -53,6 +54,8 @@ async def start_all(ctx: ServeContext, order: list[Runner], registry: Mapping[st
             # a KeyboardInterrupt that ended it has cancelled us by now: not ready
             await trio.lowlevel.checkpoint_if_cancelled()
         else:
-            plain.append((runner, attempt))
-    for runner, attempt in plain:
-        await runner.until(partial(runner.entered_since, attempt))
+            plain = True
+    if plain:  # spawned in one batch: wait until each has entered serve (left STARTING)
+        for runner in order:
+            if not runner.accepts_task_status and runner.phase is STARTING:
+                await runner.until(runner.not_spawning)

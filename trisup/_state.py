@@ -247,6 +247,11 @@ class ServiceState:
                 self._changed = trio.Event()
             await self._changed.wait()
 
+    def not_spawning(self) -> bool:
+        """Whether the service is not spawned-but-not-yet-in-``serve`` (a plain one is
+        ``running`` from the moment it enters)."""
+        return self.phase is not STARTING or self.run_started is not None
+
     def entered_since(self, attempt: int) -> bool:
         """Whether a start made at *attempt* entered ``serve``, waits on a dependency or ended."""
         phase = self.phase

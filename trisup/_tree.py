@@ -381,9 +381,9 @@ def check_supervision(
 
 
 def check_dependencies(
-    name: str, depends_on: Iterable[str], graph: Mapping[str, Sequence[str]], *, serving: bool
+    name: str, depends_on: Iterable[str], registered: Mapping[str, Member], *, serving: bool
 ) -> tuple[str, ...]:
-    """*name*'s dependencies, checked against the registered services' *graph*.
+    """*name*'s dependencies, checked against the *registered* services' own.
 
     While *serving*, every dependency must be registered; before, names may come
     later, but a cycle among the known ones is refused at once.
@@ -408,8 +408,8 @@ def check_dependencies(
         raise ValueError(f"service {name!r} cannot depend on itself")
     if not deps and not serving:
         return deps  # no edge leaves *name*, so no cycle can pass through it
-    names = [*(n for n in graph if n != name), name]
-    full = {**graph, name: deps}
+    names = [*(n for n in registered if n != name), name]
+    full = {**{n: m.depends_on for n, m in registered.items()}, name: deps}
     if serving:  # every dependency must exist now
         start_order(names, full)
     else:  # names may be added later; still refuse a cycle among known ones
