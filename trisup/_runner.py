@@ -190,6 +190,8 @@ class Runner(Requests):
                 return False
             if deps and self.depends_on:
                 await self._wait_for_dependencies(ctx)
+                if self.stop_asked or ctx.stopping:
+                    return False  # stopped as its dependencies became ready
             # the attempt runs in this frame: no coroutine of its own per service
             attempt = self._begin(ctx, scope)
             try:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from collections.abc import Mapping
 from functools import partial
 from typing import TYPE_CHECKING
@@ -15,7 +16,18 @@ if TYPE_CHECKING:
     from ._context import ServeContext
     from ._runner import Runner
 
-__all__ = ["assign_positions", "start_all"]
+__all__ = ["assign_positions", "settled", "start_all"]
+
+
+async def settled(runner: Runner, attempt: int) -> None:
+    """Wait until a start made at *attempt* is ready or ended, or its ``start_timeout`` passed.
+
+    The timed-out attempt is cancelled at that moment, but may take its cleanup's time
+    to end: the wait does not.
+    """
+    timeout = runner.config.start_timeout
+    with trio.move_on_after(math.inf if timeout is None else timeout):
+        await runner.until(partial(runner.settled_since, attempt))
 
 
 def assign_positions(runners: Mapping[str, Runner]) -> list[Runner]:
@@ -49,8 +61,8 @@ async def start_all(ctx: ServeContext, order: list[Runner], registry: Mapping[st
             continue
         attempt = runner.attempt
         runner.request_start(ctx)
-        if runner.accepts_task_status:
-            await runner.until(partial(runner.settled_since, attempt))
+        if runner.accepts_task_status:  # at most start_timeout: its attempt is cut then
+            await settled(runner, attempt)
             # a KeyboardInterrupt that ended it has cancelled us by now: not ready
             await trio.lowlevel.checkpoint_if_cancelled()
         else:

@@ -408,10 +408,11 @@ def check_dependencies(
         raise ValueError(f"service {name!r} cannot depend on itself")
     if not deps and not serving:
         return deps  # no edge leaves *name*, so no cycle can pass through it
+    if serving:  # every dependency must exist now (another service's need not)
+        for dep in deps:
+            if dep not in registered:
+                raise ValueError(f"service {name!r} depends on unknown service {dep!r}")
     names = [*(n for n in registered if n != name), name]
     full = {**{n: m.depends_on for n, m in registered.items()}, name: deps}
-    if serving:  # every dependency must exist now
-        start_order(names, full)
-    else:  # names may be added later; still refuse a cycle among known ones
-        start_order(names, {n: [d for d in full[n] if d in full] for n in names})
+    start_order(names, {n: [d for d in full[n] if d in full] for n in names})  # no cycle
     return deps
