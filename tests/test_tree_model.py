@@ -65,8 +65,6 @@ from trio._core import _run as trio_run  # pyright: ignore[reportPrivateUsage]
 import trisup
 from trisup import RestartPolicy, ServiceStatus, Strategy
 
-NEW_API = hasattr(trisup, "Phase")  # while the new core is not merged; removed before merge
-
 S = ServiceStatus
 GRID = 0.5
 STOP_PHASE = 1 / 64  # service stop timeouts sit off the grid: no tie with a body's event
@@ -456,34 +454,23 @@ class Harness:
         reg = Reg(spec=spec, deps=deps, send=send, recv=recv)
         service = self._service(reg)
         try:
-            if NEW_API:
-                m.add(
-                    service,
-                    depends_on=deps,
-                    restart_policy=spec.policy,
-                    restart_delay=spec.restart_delay,
-                    max_restarts=spec.max_restarts,
-                    max_restarts_in_window=spec.max_in_window,
-                    auto_start=spec.auto_start,
-                    stop_timeout=spec.stop_timeout,
-                    grace_period=spec.grace,
-                    start_timeout=spec.start_timeout,
-                )
-            else:
-                m.add(
-                    service,
-                    depends_on=deps,
-                    restart_policy=spec.policy,
-                    restart_delay=spec.restart_delay,
-                    max_restarts=spec.max_restarts,
-                    max_restarts_in_window=spec.max_in_window,
-                    auto_start=spec.auto_start,
-                    stop_timeout=spec.stop_timeout,
-                    grace_period=spec.grace,
-                )
+            m.add(
+                service,
+                depends_on=deps,
+                restart_policy=spec.policy,
+                restart_delay=spec.restart_delay,
+                max_restarts=spec.max_restarts,
+                max_restarts_in_window=spec.max_in_window,
+                auto_start=spec.auto_start,
+                stop_timeout=spec.stop_timeout,
+                grace_period=spec.grace,
+                start_timeout=spec.start_timeout,
+            )
         except trisup.ServiceAlreadyExists:
             if not existed:
-                self.violate(WrongError, f"add({spec.name!r}) from {where}: name taken but not has()")
+                self.violate(
+                    WrongError, f"add({spec.name!r}) from {where}: name taken but not has()"
+                )
             return
         except Exception as exc:
             self.violate(WrongError, f"add({spec.name!r}) from {where} raised {exc!r}")
@@ -532,7 +519,9 @@ class Harness:
             self.violate(Overlap, f"{name} entered while another instance of {name} lives")
         if spec.policy is RestartPolicy.NEVER and not reg.deps and not reg.grants:
             self.violate(NeverRestarted, f"{name} (NEVER) started again, nobody asked")
-        reg.grants = 0
+        # one start consumes one grant: a request made in the same instant as an
+        # entry it does not cause keeps its grant for the start it does cause
+        reg.grants = max(0, reg.grants - 1)
         step = spec.script[reg.entries % len(spec.script)]
         reg.entries += 1
         self.live[name] += 1
@@ -659,7 +648,9 @@ class Harness:
                 self.violate(WrongError, f"{what} raised ServiceNotFound, no delete pending")
         except trisup.ServiceStopTimeout:
             if verb in EVERYONE or reg is None or not reg.spec.may_outlive_stop:
-                self.violate(WrongError, f"{what} raised ServiceStopTimeout, the body exits in time")
+                self.violate(
+                    WrongError, f"{what} raised ServiceStopTimeout, the body exits in time"
+                )
         except trio.TooSlowError:
             self.violate(SlowVerb, f"{what} did not return within {bound:g}s")
         except Violation:
@@ -844,16 +835,14 @@ class Harness:
                 self.violate(HeldRuns, f"{name}: stopped by hand, an instance runs on")
             timeout = reg.spec.start_timeout
             if (
-                NEW_API
-                and timeout is not None
+                timeout is not None
                 and inst is not None
                 and not inst.ready
                 and inst.cancelled_at is None
                 and now - inst.entered_at > timeout
             ):
                 self.violate(NotReadyInTime, f"{name}: unready for {now - inst.entered_at:g}s")
-            if NEW_API:
-                self._check_phase(name, info, inst)
+            self._check_phase(name, info, inst)
 
     def _check_phase(self, name: str, info: trisup.ServiceInfo, inst: Instance | None) -> None:
         phase = info.phase
@@ -933,8 +922,8 @@ def statuses_of(phase: object, *, held: bool, consec_failures: int) -> set[Servi
 
 # --------------------------------------------------------------------- strategies
 
-ENDS = ("return", "fail", "fail", "no_restart", *(("restart_now",) if NEW_API else ()))
-READY: tuple[float | str, ...] = ("plain", "plain", 0.0, 0.5, 1.0, *(("never",) if NEW_API else ()))
+ENDS = ("return", "fail", "fail", "no_restart", "restart_now")
+READY: tuple[float | str, ...] = ("plain", "plain", 0.0, 0.5, 1.0, "never")
 durations = st.sampled_from((None, 0.0, 0.5, 1.0, 2.0, 5.0))
 calls = st.builds(
     Call,
@@ -958,7 +947,7 @@ def specs(draw: st.DrawFn) -> Spec:
     """A service: a name, a script and a configuration; dependencies on earlier names."""
     name = draw(st.sampled_from(NAMES))
     ready = draw(st.sampled_from(READY))
-    start_timeout = draw(st.sampled_from((None, 1.5, 3.0))) if NEW_API else None
+    start_timeout = draw(st.sampled_from((None, 1.5, 3.0)))
     if ready == "never" and start_timeout is None:
         start_timeout = 3.0
     earlier = NAMES[: NAMES.index(name)]

@@ -278,10 +278,10 @@ class Manager:
         else:
             await restart(runner, self._hub)
         ctx = self._ctx
-        if ctx is not None and not runner.owns_current_task():
+        if ctx is not None and not ctx.stopping:  # in the background: not within this bound
             dependents = ctx.tree.dependents(runner)
             if dependents:
-                await ctx.tree.restart_dependents(ctx, dependents)
+                ctx.nursery.start_soon(ctx.tree.restart_dependents, ctx, dependents)
 
     def reset_service(self, name: str) -> None:
         """Clear failed and the non-lifetime counters; starts nothing.

@@ -53,7 +53,6 @@ async def start_all(ctx: ServeContext, order: list[Runner], registry: Mapping[st
     is classified (or timed out), or it waits on a dependency; plain services start
     in one batch, and this returns once each has entered ``serve``.
     """
-    plain = False
     for runner in order:
         if ctx.terminated.is_set():
             return
@@ -65,9 +64,8 @@ async def start_all(ctx: ServeContext, order: list[Runner], registry: Mapping[st
             await settled(runner, attempt)
             # a KeyboardInterrupt that ended it has cancelled us by now: not ready
             await trio.lowlevel.checkpoint_if_cancelled()
-        else:
-            plain = True
-    if plain:  # spawned in one batch: wait until each has entered serve (left STARTING)
-        for runner in order:
-            if not runner.accepts_task_status and runner.phase is STARTING:
-                await runner.until(runner.not_spawning)
+    # plain services were spawned in one batch (and a service may have started one
+    # early): wait until each spawned one has entered serve
+    for runner in order:
+        if runner.phase is STARTING and runner.run_started is None:
+            await runner.until(runner.not_spawning)

@@ -262,7 +262,8 @@ class ServiceState:
         phase = self.phase
         if phase not in LIVE or phase is WAITING_DEPS:
             return True
-        return self.attempt > attempt and phase is not STARTING
+        # a second attempt began: the first one has been classified (a RestartNow, say)
+        return self.attempt > attempt + 1 or (self.attempt > attempt and phase is not STARTING)
 
     def ended_since(self, life: int) -> bool:
         """Whether the instance of *life* has exited (the task ended or began another life)."""
