@@ -29,6 +29,7 @@ ROOT = Path(__file__).resolve().parent.parent
 PAGE = ROOT / "docs" / "reliability.md"
 TESTS = (
     "tests/test_model.py",
+    "tests/test_tree_model.py",
     "tests/test_faults.py",
     "tests/test_soak.py",
     "tests/test_hostile.py",

@@ -265,8 +265,8 @@ class Manager:
 
         Returns once the new instance has entered ``serve`` (or waits on a
         dependency, or a later request superseded this one); its dependents
-        are restarted too. Called from inside the service it only requests
-        the restart. Always a checkpoint.
+        are restarted too, in the background. Called from inside the service
+        it only requests the restart. Always a checkpoint.
 
         Raises:
             ServiceNotFound: no such service, or it is being deleted.
