@@ -123,7 +123,10 @@ async def test_ready_waits_out_a_backoff_but_not_a_held_service(
     assert tries == [0, 1.5]
     ready = [(t, text) for t, text in received if text.startswith("READY=1")]
     assert ready == [(1.5, "READY=1\nSTATUS=app: 3 services, 2 running, 1 stopped")]
-    assert (1, "STATUS=app: 3 services, 1 running, 1 backoff, 1 stopped") in received
+    backoff = [t for t, text in received if text.endswith("1 running, 1 backoff, 1 stopped")]
+    # retry's first failure and the first summary share t=0: Trio orders them at random,
+    # so the backoff shows in the first summary or in the next one, a second later
+    assert backoff in ([0], [1])
 
 
 async def test_watchdog_pings(
