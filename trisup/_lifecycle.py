@@ -48,7 +48,7 @@ from __future__ import annotations
 
 from ._status import Phase, ServiceStatus
 
-__all__ = ["LIVE", "MOVES", "Phase", "can_move", "status_of"]
+__all__ = ["LIVE", "MOVES", "Phase", "status_of"]
 
 
 # Module constants: the runner compares phases on every attempt, and an Enum member
@@ -90,11 +90,6 @@ leaves for ``IDLE`` or ``REMOVED`` (or goes on, if a later request asked for a
 new start). A task that goes on after a stop goes straight back to ``STARTING``
 or ``WAITING_DEPS`` without passing ``IDLE``, so no second task can start meanwhile.
 """
-
-
-def can_move(old: Phase, new: Phase) -> bool:
-    """Whether the lifecycle allows the move from *old* to *new* (staying put is allowed)."""
-    return old is new or new in MOVES[old]
 
 
 _STATUS = ServiceStatus

@@ -45,11 +45,11 @@ async def start(runner: Runner, ctx: ServeContext | None, hub: EventHub) -> None
         await trio.lowlevel.checkpoint()
         raise ServiceNotFound(runner.name)
     exiting = runner.stop_asked
-    seq, attempt = runner.seq + 1, runner.attempt
+    attempt = runner.attempt
     if not runner.request_start(ctx) or runner.owns_current_task():
         await trio.lowlevel.checkpoint()
         return
-    entered = partial(_entered, runner, seq, attempt)
+    entered = partial(_entered, runner, runner.seq, attempt)  # this request's number
     if not exiting:
         await _wait(runner, entered)
         return
@@ -62,8 +62,10 @@ async def start(runner: Runner, ctx: ServeContext | None, hub: EventHub) -> None
 
 async def stop(runner: Runner, hub: EventHub, *, delete: bool = False) -> None:
     """``stop_service`` (or ``delete``): wait until the instance it stopped has exited."""
-    life, seq = runner.life, runner.seq + 1
-    if not runner.request_stop(delete=delete) or runner.owns_current_task():
+    life = runner.life
+    lives = runner.request_stop(delete=delete)
+    seq = runner.seq  # this request's number
+    if not lives or runner.owns_current_task():
         await trio.lowlevel.checkpoint()
         return
     timeout = runner.config.stop_timeout
@@ -77,8 +79,9 @@ async def stop(runner: Runner, hub: EventHub, *, delete: bool = False) -> None:
 
 async def restart(runner: Runner, hub: EventHub) -> None:
     """``restart_service`` of a live service: the old instance exits, then the next enters."""
-    life, seq, attempt = runner.life, runner.seq + 1, runner.attempt
+    life, attempt = runner.life, runner.attempt
     runner.request_restart()
+    seq = runner.seq  # this request's number
     if runner.owns_current_task():
         await trio.lowlevel.checkpoint()
         return
