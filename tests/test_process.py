@@ -548,3 +548,29 @@ def test_kill_after_defaults_below_stop_timeout() -> None:
     svc = ProcessService("svc", ["true"], stop_signal=signal.SIGINT)
     assert (svc.kill_after, svc.stop_signal) == (9.0, signal.SIGINT)
     assert repr(svc) == "<trisup.ProcessService 'svc' argv=['true'] pid=None>"
+
+
+async def test_output_since_and_wait_output_follow_the_lines() -> None:
+    service = trisup.ProcessService(
+        "chatty", [sys.executable, "-c", "print('a'); print('b'); print('c')"], output_lines=2
+    )
+    assert service.output_since(0) == (0, [])
+    seen: list[int] = []
+
+    async def follower() -> None:
+        await service.wait_output(0)
+        seen.append(service.output_count)
+
+    async with trio.open_nursery() as nursery:
+        nursery.start_soon(follower)
+        await service.serve()
+    assert seen and seen[0] >= 1
+    assert service.output_count == 3
+    # the ring keeps 2: asking from the start skips the line that left it
+    assert service.output_since(0) == (3, [("stdout", "b"), ("stdout", "c")])
+    assert service.output_since(2) == (3, [("stdout", "c")])
+    assert service.output_since(3) == (3, [])
+    with trio.move_on_after(0.05) as waited:
+        await service.wait_output(3)
+    assert waited.cancelled_caught
+    await service.wait_output(2)  # already there: returns at once

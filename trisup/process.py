@@ -230,6 +230,8 @@ class ProcessService:
         if output_lines < 0:
             raise ValueError(f"output_lines must not be negative, not {output_lines}")
         self._output: deque[tuple[str, str]] = deque(maxlen=output_lines)
+        self._output_count = 0  # lines ever received
+        self._output_arrived = trio.Event()  # set, and replaced, when lines arrive
         self._log = logging.getLogger(f"trisup.process.{name}")
         self.pid: int | None = None
         self.returncode: int | None = None
@@ -249,6 +251,28 @@ class ProcessService:
         so the lines before a crash stay visible.
         """
         return list(self._output)
+
+    @property
+    def output_count(self) -> int:
+        """How many output lines this service has received in all (it only grows)."""
+        return self._output_count
+
+    def output_since(self, count: int) -> tuple[int, list[tuple[str, str]]]:
+        """The lines received after the first *count*, still in the ring, and the new count.
+
+        ``(total, lines)``: *lines* are ``(stream, line)`` pairs, oldest first; the ones
+        that left the ring already are skipped. Pass *total* back to get the next ones.
+        """
+        total = self._output_count
+        new = min(max(total - count, 0), len(self._output))
+        lines = list(self._output)[len(self._output) - new :] if new else []
+        return total, lines
+
+    async def wait_output(self, count: int) -> None:
+        """Wait until more than *count* lines have been received (at once if so already)."""
+        while self._output_count <= count:
+            await self._output_arrived.wait()
+        await trio.lowlevel.checkpoint()
 
     def details(self) -> dict[str, object]:
         """What `ServiceInfo.details` shows: pid, last exit, relaunches, output."""
@@ -440,6 +464,11 @@ class ProcessService:
     def _line(self, raw: bytes, stream: str, run: _Run, readiness: _Readiness) -> None:
         text = raw.decode("utf-8", "replace").rstrip("\r")
         self._output.append((stream, text))
+        self._output_count += 1
+        arrived = self._output_arrived
+        if arrived.statistics().tasks_waiting:
+            arrived.set()
+            self._output_arrived = trio.Event()
         if stream == "stderr" and text.strip():
             run.last_stderr = text.strip()
         if self._log.isEnabledFor(logging.INFO):
