@@ -5,6 +5,7 @@ The format::
     [manager]                     # optional: Manager keyword arguments
     name = "app"
     stop_timeout = 30
+    stop_order = "dependencies"   # the default here; "position" for OTP's order
 
     [http]                        # optional: the HTTP console (trisup[http])
     bind = "127.0.0.1:8080"
@@ -456,7 +457,8 @@ def build(plan: Plan, *, with_http: bool = True) -> tuple[Manager, list[ProcessS
         ConfigError: the ``[http]`` table needs a console that is not installed,
             or the console rejected its options.
     """
-    manager = Manager(**plan.manager)  # type: ignore[arg-type]  # checked when loaded
+    options = {"stop_order": "dependencies", **plan.manager}  # systemd's, unlike Manager's
+    manager = Manager(**options)  # type: ignore[arg-type]  # checked when loaded
     processes: list[ProcessService] = []
     for service_plan in plan.services:
         service = service_plan.make_service()

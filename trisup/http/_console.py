@@ -107,7 +107,7 @@ class ConsoleService:
         ValueError: a malformed *bind* or *prefix*, a bad token, or a
             non-loopback *bind* without a token.
 
-    .. versionadded:: 0.2.0
+    .. versionadded:: 0.1.0
     """
 
     def __init__(
