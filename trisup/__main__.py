@@ -163,7 +163,13 @@ def main(argv: list[str] | None = None) -> int:
     command: str | None = args.command
     try:
         if command == "run":
-            return run_command(args.file, live=not args.no_live, out=sys.stdout, err=sys.stderr)
+            return run_command(
+                args.file,
+                live=not args.no_live,
+                out=sys.stdout,
+                err=sys.stderr,
+                final=argv is None,  # the program itself: it exits once this returns
+            )
         if command == "check":
             return check_command(args.file, failures=args.failures, out=sys.stdout, err=sys.stderr)
         if command == "status":

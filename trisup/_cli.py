@@ -10,25 +10,28 @@ from __future__ import annotations
 import functools
 import json
 import logging
+import math
 import os
 import shlex
 import signal
 import urllib.error
 import urllib.parse
 import urllib.request
-from collections.abc import AsyncIterator, Generator, Sequence
+from collections.abc import Generator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, TextIO, final
 
+import outcome
 import trio
 
+from ._background import serve_with_signals
 from ._errors import FatalError, find_terminate
 from ._manager import Manager
 from ._report import LogfmtHandler, Row, clip, plain_table, row_from_dict
 from ._status import ExitStatus, RestartPolicy, go_duration
 from ._tomlconfig import ConfigError, Plan, ServicePlan, build, load_config
-from .process import ProcessService, signal_name
+from .process import ProcessService
 
 if TYPE_CHECKING:
     from ._live import LiveView
@@ -77,33 +80,6 @@ def exit_status(manager: Manager, error: BaseException | None) -> ExitStatus:
     return ExitStatus.ERROR
 
 
-async def _watch_signals(
-    signals: AsyncIterator[int],
-    serve_scope: trio.CancelScope,
-    manager: Manager,
-    processes: Sequence[ProcessService],
-    received: list[str],
-) -> None:
-    async for signum in signals:
-        name = signal_name(signum)
-        received.append(name)
-        if len(received) == 1:
-            logger.warning(
-                "received %s, shutting down gracefully (send it again to stop at once)",
-                name,
-                extra={"manager": manager.name, "event": "signal", "signal": name},
-            )
-            serve_scope.cancel(reason=f"trisup: {name}")
-        else:
-            logger.warning(
-                "received %s again, killing every process now",
-                name,
-                extra={"manager": manager.name, "event": "signal", "signal": name},
-            )
-            for process in processes:
-                process.expedite()
-
-
 @final
 @dataclass(frozen=True, slots=True)
 class Supervised:
@@ -134,23 +110,21 @@ async def supervise(
     live table runs beside the manager until its shutdown is over. Ready once
     the manager is serving.
     """
-    error: Exception | None = None
-    serve_scope = trio.CancelScope()
-    if duration is not None:
-        serve_scope.deadline = trio.current_time() + duration
-    received: list[str] = []
-    with trio.open_signal_receiver(signal.SIGINT, signal.SIGTERM) as signals:
-        async with trio.open_nursery() as nursery:
-            if view is not None:
-                await nursery.start(view.run)
-            nursery.start_soon(_watch_signals, signals, serve_scope, manager, processes, received)
-            with serve_scope:
-                try:
-                    await manager.serve(task_status=task_status)
-                except Exception as exc:
-                    error = exc
-            nursery.cancel_scope.cancel(reason="trisup: manager stopped")
-    return Supervised(exit_status(manager, error), received[0] if received else None)
+    deadline = math.inf if duration is None else trio.current_time() + duration
+
+    def expedite() -> None:
+        for process in processes:
+            process.expedite()
+
+    async with trio.open_nursery() as nursery:
+        if view is not None:
+            await nursery.start(view.run)
+        result, first = await serve_with_signals(
+            manager.name, manager.serve, expedite, deadline=deadline, task_status=task_status
+        )
+        nursery.cancel_scope.cancel(reason="trisup: manager stopped")
+    error = result.error if isinstance(result, outcome.Error) else None
+    return Supervised(exit_status(manager, error), first)
 
 
 def make_live_view(
@@ -201,8 +175,15 @@ def cli_logging(out: TextIO, view: LiveView | None) -> Generator[None]:
 # --------------------------------------------------------------------- run
 
 
-def run_command(path: str, *, live: bool = True, out: TextIO, err: TextIO) -> int:
-    """``trisup run FILE``: supervise the file's services until a signal."""
+def run_command(
+    path: str, *, live: bool = True, out: TextIO, err: TextIO, final: bool = False
+) -> int:
+    """``trisup run FILE``: supervise the file's services until a signal.
+
+    With *final* (the process exits once this returns), SIGINT and SIGTERM are
+    ignored from the end of the shutdown on: a second signal that arrives just
+    after it must not turn exit status 0 into a death by that signal.
+    """
     try:
         plan = load_config(path)
         manager, processes = build(plan)
@@ -213,7 +194,12 @@ def run_command(path: str, *, live: bool = True, out: TextIO, err: TextIO) -> in
         print(f"trisup: warning: {warning}", file=err)
     view = make_live_view([("", manager)], out, title=f"trisup · {manager.name}") if live else None
     with cli_logging(out, view):
-        result = trio.run(functools.partial(supervise, manager, processes, view=view))
+        try:
+            result = trio.run(functools.partial(supervise, manager, processes, view=view))
+        finally:
+            if final:
+                signal.signal(signal.SIGINT, signal.SIG_IGN)
+                signal.signal(signal.SIGTERM, signal.SIG_IGN)
     return result.status.as_int()
 
 
