@@ -161,6 +161,8 @@ def parse_config(text: str, *, file: str, base_dir: Path) -> Plan:
         document = tomllib.loads(text)
     except tomllib.TOMLDecodeError as exc:
         raise ConfigError(file, None, None, f"invalid TOML: {exc}") from None
+    except RecursionError:  # tomllib recurses once per level of nested arrays / tables
+        raise ConfigError(file, None, None, "invalid TOML: nested too deeply") from None
     return _Parser(file, base_dir).document(document)
 
 
@@ -312,7 +314,7 @@ class _Parser:
             plan.make_service()
         except (TypeError, ValueError) as exc:  # a combination of keys
             raise self.error(where, None, str(exc)) from None
-        self.check_program(where, process)
+        self.check_program(where, process, "argv" if "argv" in table else "command")
         return plan
 
     def start_timeout(self, where: str, value: object) -> object:
@@ -356,6 +358,9 @@ class _Parser:
             )
         if not argv or not argv[0]:
             raise self.error(where, key, "must name a program")
+        for i, item in enumerate(argv):
+            if "\0" in item:
+                raise self.error(where, f"{key}[{i}]" if i else key, "holds a NUL byte")
         return argv
 
     def cwd(self, where: str, value: object) -> str:
@@ -372,6 +377,11 @@ class _Parser:
         for key, item in table.items():
             if not isinstance(item, str):
                 raise self.error(f"{where}.env", key, f"must be a string, not {_type(item)}")
+            if not key or "=" in key or "\0" in key:
+                problem = "not a variable name (empty, or holds '=' or a NUL byte)"
+                raise self.error(f"{where}.env", repr(key), problem)
+            if "\0" in item:
+                raise self.error(f"{where}.env", key, "holds a NUL byte")
             env[key] = item
         return env
 
@@ -423,15 +433,39 @@ class _Parser:
             raise self.error("http", "token", "must not be empty")
         return HttpPlan(options=options)
 
-    def check_program(self, where: str, process: Mapping[str, object]) -> None:
+    def check_program(self, where: str, process: Mapping[str, object], key: str) -> None:
+        """A program that is not there is a warning (it may be by ``run``); one that
+        is there but can never be executed (a directory, no execute permission) an error.
+        """
         argv: list[str] = process["argv"]  # type: ignore[assignment]  # set above
         program = argv[0]
         if os.sep in program:
-            found = (Path(str(process["cwd"])) / program).exists()
-        else:
-            found = shutil.which(program) is not None
-        if not found:
+            path = Path(str(process["cwd"])) / program
+            if not path.exists():
+                self.warnings.append(f"[{where}] program {program!r} not found")
+            elif path.is_dir():
+                raise self.error(where, key, f"program {program!r} is a directory: {path}")
+            elif not os.access(path, os.X_OK):
+                raise self.error(where, key, f"program {program!r} is not executable: {path}")
+            return
+        if shutil.which(program) is not None:
+            return
+        unusable = _on_path(program)
+        if unusable is None:
             self.warnings.append(f"[{where}] program {program!r} not found")
+        else:
+            kind = "a directory" if unusable.is_dir() else "not executable"
+            problem = f"program {program!r} is found on PATH only as {unusable}, {kind}"
+            raise self.error(where, key, problem)
+
+
+def _on_path(program: str) -> Path | None:
+    """The first entry named *program* on ``PATH`` (executable or not), or ``None``."""
+    for directory in os.environ.get("PATH", os.defpath).split(os.pathsep):
+        candidate = Path(directory or ".") / program
+        if candidate.exists():
+            return candidate
+    return None
 
 
 def _console_factory(file: str) -> Callable[..., Service]:
