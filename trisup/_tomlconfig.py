@@ -21,6 +21,10 @@ The format::
     start_timeout = "none"        # no limit (TOML has no null)
     depends_on = ["db"]
 
+    [services.worker]             # replicas: services worker-0 ... worker-3
+    replicas = 4
+    command = "python3 worker.py --slot {index}"   # {{ and }} for literal braces
+
 Every error names the file, the table and the key. The checks are those of
 `ProcessService`, `ServiceConfig` and `Manager` themselves, tried one key at a
 time so that the key at fault is known.
@@ -43,6 +47,7 @@ from typing import final
 
 from ._config import ServiceConfig, parse_policy, repair
 from ._manager import Manager
+from ._replicas import expand_replicas
 from ._service import Service
 from .process import ProcessService, kill_after_for
 
@@ -211,11 +216,7 @@ class _Parser:
         services_table = self.table(document.get("services", {}), "services")
         if not services_table:
             raise self.error("services", None, "no services: add a [services.NAME] table")
-        names = list(services_table)
-        services = tuple(
-            self.service(name, self.table(value, f"services.{name}"), names)
-            for name, value in services_table.items()
-        )
+        services = self.services(services_table)
         http = None
         if "http" in document:
             http = self.http(self.table(document["http"], "http"))
@@ -245,6 +246,23 @@ class _Parser:
         for name in graph:
             visit(name, [])
 
+    def services(self, services_table: dict[str, object]) -> tuple[ServicePlan, ...]:
+        """Every service, ``replicas`` expanded (`_replicas.py`), dependencies on a
+        replicated service meaning all its replicas."""
+        expanded = expand_replicas(
+            {name: self.table(value, f"services.{name}") for name, value in services_table.items()},
+            self.error,
+        )
+        names = [*services_table, *expanded.names]
+        plans: list[ServicePlan] = []
+        for name, (table_name, table) in expanded.tables.items():
+            plan = self.service(name, table, names, where=f"services.{table_name}")
+            if plan.depends_on:
+                deps = tuple(d for dep in plan.depends_on for d in expanded.groups.get(dep, [dep]))
+                plan = dataclasses.replace(plan, depends_on=deps)
+            plans.append(plan)
+        return tuple(plans)
+
     def manager(self, table: dict[str, object]) -> dict[str, object]:
         allowed = [
             p.name
@@ -260,8 +278,10 @@ class _Parser:
                 raise self.error("manager", key, _strip(str(exc), key)) from None
         return dict(table)
 
-    def service(self, name: str, table: dict[str, object], names: list[str]) -> ServicePlan:
-        where = f"services.{name}"
+    def service(
+        self, name: str, table: dict[str, object], names: list[str], *, where: str = ""
+    ) -> ServicePlan:
+        where = where or f"services.{name}"
         config_fields = [f.name for f in dataclasses.fields(ServiceConfig)]
         process: dict[str, object] = {}
         config: dict[str, object] = {}
@@ -408,7 +428,7 @@ class _Parser:
                 raise self.error(where, "depends_on", f"must hold names, not {_type(item)}")
             if item not in names:
                 raise self.error(where, "depends_on", f"no service named {item!r} in this file")
-            if item == name:
+            if item == name or f"services.{item}" == where:
                 raise self.error(where, "depends_on", "a service cannot depend on itself")
             result.append(item)
         return tuple(result)
