@@ -346,7 +346,7 @@ def test_http_section_needs_the_console(monkeypatch: pytest.MonkeyPatch, tmp_pat
     # one line; the middle is Python's own ImportError message
     head = f"trisup: {path}: [http]: the HTTP console is not installed ("
     assert err.getvalue().startswith(head)
-    assert err.getvalue().endswith("); pip install 'trisup[http]'\n")
+    assert err.getvalue().endswith("); pip install '.[http]' in a checkout of trisup\n")
     assert err.getvalue().count("\n") == 1
 
 

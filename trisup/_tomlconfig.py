@@ -7,7 +7,7 @@ The format::
     stop_timeout = 30
     stop_order = "dependencies"   # the default here; "position" for OTP's order
 
-    [http]                        # optional: the HTTP console (trisup[http])
+    [http]                        # optional: the HTTP console (the http extra)
     bind = "127.0.0.1:8080"
     prefix = "/debug/supervisor"
     token = "..."
@@ -496,7 +496,8 @@ def _console_factory(file: str) -> Callable[..., Service]:
             file,
             "http",
             None,
-            f"the HTTP console is not installed ({exc}); pip install 'trisup[http]'",
+            f"the HTTP console is not installed ({exc}); pip install '.[http]'"
+            " in a checkout of trisup",
         ) from None
     factory: object = getattr(module, "ConsoleService", None)
     if not callable(factory):

@@ -95,7 +95,7 @@ class ConsoleService:
     stops accepting connections, ends the event streams, and gives requests in
     flight up to two seconds to finish.
 
-    Needs the ``http`` extra: ``pip install 'trisup[http]'``.
+    Needs the ``http`` extra: ``pip install '.[http]'`` in a checkout.
 
     ::
 
