@@ -1,4 +1,4 @@
-"""The ``run``, ``check`` and ``status`` commands, and the signal handling they share.
+"""The ``run``, ``check`` and ``status`` commands; ``supervise``, the heart of ``run``.
 
 This module is the command line: it may print. Exit codes: 0 after a graceful
 stop, the `ExitStatus` of a fatal error, 1 for an invalid configuration or any
@@ -104,7 +104,8 @@ async def supervise(
 ) -> Supervised:
     """Serve *manager* until SIGINT / SIGTERM, a fatal error or *duration* seconds.
 
-    The first signal starts the graceful shutdown (reverse start order, each
+    The signal handling is `Manager.run`'s (`serve_with_signals`): the first
+    signal starts the graceful shutdown (in the manager's ``stop_order``, each
     service within its ``stop_timeout``); a second one makes every process in
     *processes* skip its grace period (``SIGKILL`` at once). With *view*, the
     live table runs beside the manager until its shutdown is over. Ready once

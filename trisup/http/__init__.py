@@ -1,4 +1,4 @@
-"""The control plane of a manager over HTTP (the ``http`` extra: ``pip install '.[http]'`` in a checkout).
+"""The control plane of a manager over HTTP (the ``http`` extra: ``pip install '.[http]'``).
 
 - `ConsoleService`: a service serving the Go package's JSON API, a live web
   page, Prometheus metrics and health probes, with Hypercorn's Trio worker.
