@@ -69,3 +69,25 @@ def test_a_second_sigterm_never_outlives_the_shutdown(tmp_path: Path) -> None:
         assert 'signal=SIGTERM msg="received SIGTERM, shutting down gracefully' in out
         assert "event=manager_stopped" in out
     assert codes == [0] * 20
+
+
+@pytest.mark.skipif(sys.platform == "win32", reason="POSIX signals")
+def test_a_signal_re_raised_as_the_receiver_closes_is_only_noted() -> None:
+    """What trio's receiver re-raises on closing lands in a handler that notes it; restored after."""
+    import trio
+    import trio.testing
+
+    from trisup._background import _absorb_late  # pyright: ignore[reportPrivateUsage]
+
+    noted: list[str] = []
+
+    async def main() -> None:
+        with _absorb_late(noted.append), trio.open_signal_receiver(signal.SIGTERM, signal.SIGINT):
+            signal.raise_signal(signal.SIGTERM)  # pending in the receiver: re-raised on closing
+            signal.raise_signal(signal.SIGINT)
+            await trio.testing.wait_all_tasks_blocked()  # trio has queued both to the receiver
+
+    before = signal.getsignal(signal.SIGTERM), signal.getsignal(signal.SIGINT)
+    trio.run(main)
+    assert sorted(noted) == ["SIGINT", "SIGTERM"]
+    assert (signal.getsignal(signal.SIGTERM), signal.getsignal(signal.SIGINT)) == before

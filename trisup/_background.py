@@ -166,7 +166,12 @@ async def serve_with_signals(
         logger.warning("received %s again, stopping at once", sig, extra=extra)
         return False
 
-    with _absorb_late(note), trio.open_signal_receiver(*_SIGNALS) as signals:
+    def late(sig: str) -> None:
+        received.append(sig)
+        extra = {"manager": name, "event": "signal", "signal": sig}
+        logger.warning("received %s as the shutdown ended; nothing left to stop", sig, extra=extra)
+
+    with _absorb_late(late), trio.open_signal_receiver(*_SIGNALS) as signals:
         async with trio.open_nursery() as nursery:
 
             async def watch() -> None:
