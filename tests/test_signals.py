@@ -73,7 +73,7 @@ def test_a_second_sigterm_never_outlives_the_shutdown(tmp_path: Path) -> None:
 
 @pytest.mark.skipif(sys.platform == "win32", reason="POSIX signals")
 def test_a_signal_re_raised_as_the_receiver_closes_is_only_noted() -> None:
-    """What trio's receiver re-raises on closing lands in a handler that notes it; restored after."""
+    """What the receiver re-raises on closing lands in a handler that notes it; restored after."""
     import trio
     import trio.testing
 
