@@ -444,6 +444,7 @@ def test_check_describes_each_service(tmp_path: Path, capsys: pytest.CaptureFixt
     assert captured.err == ""
     assert captured.out.splitlines() == [
         f"{path}: valid; manager 'app', 2 services",
+        "shutdown: dependents first, others together (stop_order 'dependencies')",
         "",
         f"db: {sys.executable} -c 'import time; time.sleep(60)'",
         f"  cwd {tmp_path}; env PGPORT",

@@ -178,3 +178,13 @@ def test_a_bad_stop_order_in_toml_names_the_key() -> None:
     assert str(caught.value) == (
         'services.toml: [manager] stop_order: must be "position" or "dependencies", not \'random\''
     )
+
+
+def test_check_says_how_the_shutdown_goes() -> None:
+    """`trisup check` names the stop order, the file's or trisup run's default."""
+    from trisup._cli import describe_plan
+
+    lines = describe_plan(_plan("")).splitlines()
+    assert lines[1] == "shutdown: dependents first, others together (stop_order 'dependencies')"
+    lines = describe_plan(_plan('[manager]\nstop_order = "position"')).splitlines()
+    assert lines[1] == "shutdown: one by one (stop_order 'position')"

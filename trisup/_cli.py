@@ -276,6 +276,9 @@ def describe_plan(plan: Plan, *, failures: int = 10) -> str:
     name = plan.manager.get("name", "trisup")
     count = len(plan.services)
     lines = [f"{plan.file}: valid; manager {name!r}, {count} service{'s' * (count != 1)}"]
+    order = plan.manager.get("stop_order", "dependencies")  # trisup run's default
+    how = "dependents first, others together" if order == "dependencies" else "one by one"
+    lines.append(f"shutdown: {how} (stop_order {order!r})")
     if plan.http is not None:
         options = ", ".join(f"{k}={v!r}" for k, v in plan.http.options.items() if k != "token")
         lines.append(f"http console: {options or 'defaults'}")
