@@ -7,6 +7,7 @@ in the test's Trio run. Times are real; every wait is bounded.
 
 from __future__ import annotations
 
+import io
 import os
 import pwd
 import queue
@@ -26,6 +27,7 @@ import trio
 
 import trisup
 from trisup import ServiceConfig, ServiceStatus
+from trisup._cli import check_command
 from trisup._tomlconfig import ConfigError, load_config
 from trisup.process import ProcessService
 
@@ -331,6 +333,9 @@ def test_toml_credentials_keys(tmp_path: Path) -> None:
     file.write_text('[services.db]\ncommand = "true"\nuser = "root"\ngroup = 0\numask = "077"\n')
     service = load_config(file).services[0].make_service()
     assert (service.user and service.user.uid, service.group, service.umask) == (0, 0, 0o77)
+    out, err = io.StringIO(), io.StringIO()
+    assert check_command(str(file), out=out, err=err) == 0
+    assert "\n  runs as user root (uid 0), group 0, umask 077\n" in out.getvalue()
     file.write_text('[services.db]\ncommand = "true"\nuser = "no-such-user-here"\n')
     with pytest.raises(ConfigError) as caught:
         load_config(file)

@@ -23,6 +23,7 @@ from typing import TYPE_CHECKING, TextIO, final
 
 import trio
 
+from ._credentials import describe_credentials
 from ._errors import FatalError, find_terminate
 from ._manager import Manager
 from ._reaper import containment
@@ -249,6 +250,7 @@ def _describe_process(service: ServicePlan) -> list[str]:
     if made.fatal_exit_codes:
         codes = ", ".join(str(c) for c in sorted(made.fatal_exit_codes))
         lines.append(f"fatal exit codes: {codes}")
+    lines += describe_credentials(made)
     return lines
 
 

@@ -11,9 +11,17 @@ import grp
 import os
 import pwd
 from dataclasses import dataclass
-from typing import final
+from typing import Protocol, final
 
-__all__ = ["Account", "Credentials", "account_of", "effective", "group_of", "umask_of"]
+__all__ = [
+    "Account",
+    "Credentials",
+    "account_of",
+    "describe_credentials",
+    "effective",
+    "group_of",
+    "umask_of",
+]
 
 
 @final
@@ -138,3 +146,26 @@ def effective(account: Account | None, gid: int | None, umask: int | None) -> Cr
             " and cannot switch to another group"
         )
     return Credentials(umask=mask)
+
+
+class _WithCredentials(Protocol):
+    @property
+    def user(self) -> Account | None: ...
+
+    @property
+    def group(self) -> int | None: ...
+
+    @property
+    def umask(self) -> int | None: ...
+
+
+def describe_credentials(service: _WithCredentials) -> list[str]:
+    """What ``trisup check`` says of a service's user, group and umask (nothing if unset)."""
+    parts: list[str] = []
+    if service.user is not None:
+        parts.append(f"user {service.user.name} (uid {service.user.uid})")
+    if service.group is not None:
+        parts.append(f"group {service.group}")
+    if service.umask is not None:
+        parts.append(f"umask {service.umask:03o}")
+    return [f"runs as {', '.join(parts)}"] if parts else []

@@ -226,7 +226,14 @@ def _popen(
                 umask=credentials.umask,
             )
             SPAWNED.add(popen.pid)
-        pidfd = os.pidfd_open(popen.pid)
+        try:
+            pidfd = os.pidfd_open(popen.pid)
+        except OSError:  # out of descriptors: the child must not run unwatched
+            os.killpg(popen.pid, signal.SIGKILL)
+            with LOCK:
+                popen.wait()
+                SPAWNED.discard(popen.pid)
+            raise
     except BaseException:
         os.close(out_r)
         os.close(err_r)
