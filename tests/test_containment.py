@@ -28,6 +28,9 @@ import trio
 import trisup
 from trisup import ServiceConfig, ServiceStatus
 from trisup._cli import check_command
+from trisup._credentials import Credentials
+from trisup._reaper import reap_orphans
+from trisup._spawn import spawn
 from trisup._tomlconfig import ConfigError, load_config
 from trisup.process import ProcessService
 
@@ -218,6 +221,28 @@ def test_subreaper_adopts_and_reaps_a_double_forked_orphan(running: Start) -> No
     trisup_run.expect(rf"event=reaped pid={orphan} ")
     trisup_run.proc.send_signal(signal.SIGTERM)
     assert trisup_run.proc.wait(LIMIT) == 0
+
+
+def bare_child(script: str) -> int:
+    """Start ``sh -c SCRIPT`` with no Popen object to wait for it; its pid."""
+    return os.posix_spawnp("sh", ["sh", "-c", script], dict(os.environ))
+
+
+@linux_only
+async def test_the_reaper_takes_orphans_but_not_a_spawned_childs_exit_status() -> None:
+    """Of two exited children, the reaper reaps the one trisup did not spawn only."""
+    spawned = await spawn(["sh", "-c", "exit 7"], cwd=None, env=None, credentials=Credentials())
+    other = bare_child("exit 5")
+    with trio.fail_after(LIMIT):
+        while not (dead(spawned.pid) and dead(other)):  # both zombies now
+            await trio.sleep(0.01)
+    assert reap_orphans() == [other]
+    assert stat_of(other) is None
+    assert stat_of(spawned.pid) is not None  # still there for its waiter
+    assert await spawned.wait() == 7
+    for stream in (spawned.stdout, spawned.stderr):
+        assert stream is not None
+        await stream.aclose()
 
 
 @linux_only
