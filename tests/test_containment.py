@@ -8,10 +8,12 @@ in the test's Trio run. Times are real; every wait is bounded.
 from __future__ import annotations
 
 import io
+import json
 import os
 import pwd
 import queue
 import re
+import shutil
 import signal
 import subprocess
 import sys
@@ -75,11 +77,13 @@ def wait_until(predicate: object, what: str, within: float = 5.0) -> None:
 class Trisup:
     """A real ``python -m trisup run FILE --no-live`` whose output lines are read."""
 
-    def __init__(self, tmp_path: Path, toml: str, *args: str) -> None:
+    def __init__(
+        self, tmp_path: Path, toml: str, *args: str, wrapper: tuple[str, ...] = ()
+    ) -> None:
         file = tmp_path / "services.toml"
         file.write_text(textwrap.dedent(toml))
         self.proc = subprocess.Popen(
-            [sys.executable, "-m", "trisup", "run", str(file), "--no-live", *args],
+            [*wrapper, sys.executable, "-m", "trisup", "run", str(file), "--no-live", *args],
             stdout=subprocess.PIPE,
             stderr=subprocess.STDOUT,
             text=True,
@@ -263,6 +267,36 @@ def test_setsid_grandchild_is_killed_at_shutdown(running: Start) -> None:
     assert stat_of(escaped) is None  # killed and reaped by trisup before it exited
     trisup_run.expect(rf"event=escaped pids=\[{escaped}\]")
     trisup_run.expect(rf"event=reaped pid={escaped} .*killed by SIGTERM")
+
+
+ORPHAN_AND_ESCAPEE = (
+    "(sleep 0.3 & echo orphan $!); setsid sh -c 'echo escaped $$; exec sleep 300' & exec sleep 60"
+)
+
+
+@root_only
+@linux_only
+@pytest.mark.skipif(shutil.which("unshare") is None, reason="needs unshare (util-linux)")
+def test_as_pid_1_trisup_is_a_subreaper_without_being_asked(tmp_path: Path) -> None:
+    """PID 1 of a new PID namespace (a container's init): orphans reaped, escapees ended."""
+    container = Trisup(
+        tmp_path,
+        f'[services.daemon]\ncommand = ["sh", "-c", {json.dumps(ORPHAN_AND_ESCAPEE)}]\n',
+        wrapper=("unshare", "--pid", "--fork", "--mount-proc"),
+    )
+    try:
+        orphan = container.expect(r'msg="orphan (\d+)"')[1]
+        escaped = container.expect(r'msg="escaped (\d+)"')[1]
+        container.expect(
+            rf'event=reaped pid={orphan} msg="reaped orphan {orphan} \(exited with code 0\)'
+        )
+        init = Path(f"/proc/{container.proc.pid}/task/{container.proc.pid}/children").read_text()
+        os.kill(int(init), signal.SIGTERM)  # unshare waits for its child, trisup
+        assert container.proc.wait(LIMIT) == 0
+        container.expect(rf"event=escaped pids=\[{escaped}\]")
+        container.expect(rf"reaped orphan {escaped} \(killed by SIGTERM\)")
+    finally:
+        container.close()
 
 
 @linux_only
