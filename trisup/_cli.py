@@ -31,7 +31,7 @@ from ._reaper import supported as reaper_supported
 from ._report import LogfmtHandler, Row, clip, plain_table, row_from_dict
 from ._status import ExitStatus, RestartPolicy, go_duration
 from ._tomlconfig import ConfigError, Plan, ServicePlan, build, load_config
-from .process import ProcessService, signal_name
+from .process import ProcessService, kill_after_for, signal_name
 
 if TYPE_CHECKING:
     from ._live import LiveView
@@ -245,7 +245,8 @@ def _describe_process(service: ServicePlan) -> list[str]:
         ready = f"ready after {made.ready_after:g}s up"
     else:
         ready = "ready at spawn"
-    stop = f"stop: {made.stop_signal.name}, SIGKILL after {made.kill_after:g}s"
+    kill_after = made.kill_after or kill_after_for(service.config.stop_timeout)
+    stop = f"stop: {made.stop_signal.name}, SIGKILL after {kill_after:g}s"
     lines.append(f"{ready}; {stop}")
     if made.fatal_exit_codes:
         codes = ", ".join(str(c) for c in sorted(made.fatal_exit_codes))
