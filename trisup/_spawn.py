@@ -205,8 +205,11 @@ def _popen(
     cwd: str | os.PathLike[str] | None,
     env: Mapping[str, str] | None,
     credentials: Credentials,
-) -> _Contained:
-    """Fork and exec in the spawn thread; the child's pid is registered before `LOCK` drops."""
+) -> tuple[subprocess.Popen[bytes], int, int, int]:
+    """Fork and exec in the spawn thread; the child's pid is registered before `LOCK` drops.
+
+    Returns the `Popen`, the read ends of its stdout and stderr, and its pidfd.
+    """
     out_r, out_w = os.pipe()
     err_r, err_w = os.pipe()
     try:
@@ -241,7 +244,7 @@ def _popen(
     finally:
         os.close(out_w)
         os.close(err_w)
-    return _Contained(popen, out_r, err_r, pidfd)
+    return popen, out_r, err_r, pidfd
 
 
 async def spawn(
@@ -260,7 +263,8 @@ async def spawn(
         OSError: the program could not be started (as `subprocess.Popen`).
     """
     if contained:
-        return await _in_spawn_thread(lambda: _popen(argv, cwd, env, credentials))
+        started = await _in_spawn_thread(lambda: _popen(argv, cwd, env, credentials))
+        return _Contained(*started)  # its streams and lock made in Trio's thread
     process = await trio.lowlevel.open_process(
         argv,
         stdin=subprocess.DEVNULL,
