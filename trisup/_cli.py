@@ -23,12 +23,15 @@ from typing import TYPE_CHECKING, TextIO, final
 
 import trio
 
+from ._credentials import describe_credentials
 from ._errors import FatalError, find_terminate
 from ._manager import Manager
+from ._reaper import containment
+from ._reaper import supported as reaper_supported
 from ._report import LogfmtHandler, Row, clip, plain_table, row_from_dict
 from ._status import ExitStatus, RestartPolicy, go_duration
 from ._tomlconfig import ConfigError, Plan, ServicePlan, build, load_config
-from .process import ProcessService, signal_name
+from .process import ProcessService, kill_after_for, signal_name
 
 if TYPE_CHECKING:
     from ._live import LiveView
@@ -124,6 +127,7 @@ async def supervise(
     *,
     view: LiveView | None = None,
     duration: float | None = None,
+    subreaper: bool = False,
     task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED,
 ) -> Supervised:
     """Serve *manager* until SIGINT / SIGTERM, a fatal error or *duration* seconds.
@@ -132,7 +136,8 @@ async def supervise(
     service within its ``stop_timeout``); a second one makes every process in
     *processes* skip its grace period (``SIGKILL`` at once). With *view*, the
     live table runs beside the manager until its shutdown is over. Ready once
-    the manager is serving.
+    the manager is serving. With *subreaper* (or as PID 1), trisup adopts and
+    reaps orphans, and ends the escaped descendants after the shutdown.
     """
     error: Exception | None = None
     serve_scope = trio.CancelScope()
@@ -144,11 +149,12 @@ async def supervise(
             if view is not None:
                 await nursery.start(view.run)
             nursery.start_soon(_watch_signals, signals, serve_scope, manager, processes, received)
-            with serve_scope:
-                try:
-                    await manager.serve(task_status=task_status)
-                except Exception as exc:
-                    error = exc
+            async with containment(nursery, requested=subreaper):
+                with serve_scope:
+                    try:
+                        await manager.serve(task_status=task_status)
+                    except Exception as exc:
+                        error = exc
             nursery.cancel_scope.cancel(reason="trisup: manager stopped")
     return Supervised(exit_status(manager, error), received[0] if received else None)
 
@@ -201,8 +207,13 @@ def cli_logging(out: TextIO, view: LiveView | None) -> Generator[None]:
 # --------------------------------------------------------------------- run
 
 
-def run_command(path: str, *, live: bool = True, out: TextIO, err: TextIO) -> int:
+def run_command(
+    path: str, *, live: bool = True, subreaper: bool = False, out: TextIO, err: TextIO
+) -> int:
     """``trisup run FILE``: supervise the file's services until a signal."""
+    if subreaper and not reaper_supported:
+        print("trisup: --subreaper needs Linux (PR_SET_CHILD_SUBREAPER)", file=err)
+        return 1
     try:
         plan = load_config(path)
         manager, processes = build(plan)
@@ -213,7 +224,8 @@ def run_command(path: str, *, live: bool = True, out: TextIO, err: TextIO) -> in
         print(f"trisup: warning: {warning}", file=err)
     view = make_live_view([("", manager)], out, title=f"trisup · {manager.name}") if live else None
     with cli_logging(out, view):
-        result = trio.run(functools.partial(supervise, manager, processes, view=view))
+        run = functools.partial(supervise, manager, processes, view=view, subreaper=subreaper)
+        result = trio.run(run)
     return result.status.as_int()
 
 
@@ -233,11 +245,13 @@ def _describe_process(service: ServicePlan) -> list[str]:
         ready = f"ready after {made.ready_after:g}s up"
     else:
         ready = "ready at spawn"
-    stop = f"stop: {made.stop_signal.name}, SIGKILL after {made.kill_after:g}s"
+    kill_after = made.kill_after or kill_after_for(service.config.stop_timeout)
+    stop = f"stop: {made.stop_signal.name}, SIGKILL after {kill_after:g}s"
     lines.append(f"{ready}; {stop}")
     if made.fatal_exit_codes:
         codes = ", ".join(str(c) for c in sorted(made.fatal_exit_codes))
         lines.append(f"fatal exit codes: {codes}")
+    lines += describe_credentials(made)
     return lines
 
 
