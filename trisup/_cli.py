@@ -26,12 +26,15 @@ import outcome
 import trio
 
 from ._background import serve_with_signals
+from ._credentials import describe_credentials
 from ._errors import FatalError, find_terminate
 from ._manager import Manager
+from ._reaper import containment
+from ._reaper import supported as reaper_supported
 from ._report import LogfmtHandler, Row, clip, plain_table, row_from_dict
 from ._status import ExitStatus, RestartPolicy, go_duration
 from ._tomlconfig import ConfigError, Plan, ServicePlan, build, load_config
-from .process import ProcessService
+from .process import ProcessService, kill_after_for
 
 if TYPE_CHECKING:
     from ._live import LiveView
@@ -100,6 +103,7 @@ async def supervise(
     *,
     view: LiveView | None = None,
     duration: float | None = None,
+    subreaper: bool = False,
     task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED,
 ) -> Supervised:
     """Serve *manager* until SIGINT / SIGTERM, a fatal error or *duration* seconds.
@@ -109,7 +113,8 @@ async def supervise(
     service within its ``stop_timeout``); a second one makes every process in
     *processes* skip its grace period (``SIGKILL`` at once). With *view*, the
     live table runs beside the manager until its shutdown is over. Ready once
-    the manager is serving.
+    the manager is serving. With *subreaper* (or as PID 1), trisup adopts and
+    reaps orphans, and ends the escaped descendants after the shutdown.
     """
     deadline = math.inf if duration is None else trio.current_time() + duration
 
@@ -120,9 +125,10 @@ async def supervise(
     async with trio.open_nursery() as nursery:
         if view is not None:
             await nursery.start(view.run)
-        result, first = await serve_with_signals(
-            manager.name, manager.serve, expedite, deadline=deadline, task_status=task_status
-        )
+        async with containment(nursery, requested=subreaper):
+            result, first = await serve_with_signals(
+                manager.name, manager.serve, expedite, deadline=deadline, task_status=task_status
+            )
         nursery.cancel_scope.cancel(reason="trisup: manager stopped")
     error = result.error if isinstance(result, outcome.Error) else None
     return Supervised(exit_status(manager, error), first)
@@ -177,7 +183,13 @@ def cli_logging(out: TextIO, view: LiveView | None) -> Generator[None]:
 
 
 def run_command(
-    path: str, *, live: bool = True, out: TextIO, err: TextIO, final: bool = False
+    path: str,
+    *,
+    live: bool = True,
+    subreaper: bool = False,
+    out: TextIO,
+    err: TextIO,
+    final: bool = False,
 ) -> int:
     """``trisup run FILE``: supervise the file's services until a signal.
 
@@ -185,6 +197,9 @@ def run_command(
     ignored from the end of the shutdown on: a second signal that arrives just
     after it must not turn exit status 0 into a death by that signal.
     """
+    if subreaper and not reaper_supported:
+        print("trisup: --subreaper needs Linux (PR_SET_CHILD_SUBREAPER)", file=err)
+        return 1
     try:
         plan = load_config(path)
         manager, processes = build(plan)
@@ -195,8 +210,9 @@ def run_command(
         print(f"trisup: warning: {warning}", file=err)
     view = make_live_view([("", manager)], out, title=f"trisup · {manager.name}") if live else None
     with cli_logging(out, view):
+        run = functools.partial(supervise, manager, processes, view=view, subreaper=subreaper)
         try:
-            result = trio.run(functools.partial(supervise, manager, processes, view=view))
+            result = trio.run(run)
         finally:
             if final:
                 signal.signal(signal.SIGINT, signal.SIG_IGN)
@@ -220,11 +236,13 @@ def _describe_process(service: ServicePlan) -> list[str]:
         ready = f"ready after {made.ready_after:g}s up"
     else:
         ready = "ready at spawn"
-    stop = f"stop: {made.stop_signal.name}, SIGKILL after {made.kill_after:g}s"
+    kill_after = made.kill_after or kill_after_for(service.config.stop_timeout)
+    stop = f"stop: {made.stop_signal.name}, SIGKILL after {kill_after:g}s"
     lines.append(f"{ready}; {stop}")
     if made.fatal_exit_codes:
         codes = ", ".join(str(c) for c in sorted(made.fatal_exit_codes))
         lines.append(f"fatal exit codes: {codes}")
+    lines += describe_credentials(made)
     return lines
 
 
