@@ -123,12 +123,17 @@ async def supervise(
             process.expedite()
 
     async with trio.open_nursery() as nursery:
+
+        async def serve(*, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
+            # the escaped descendants are ended (shielded) while the signals are still ours
+            async with containment(nursery, requested=subreaper):
+                await manager.serve(task_status=task_status)
+
         if view is not None:
             await nursery.start(view.run)
-        async with containment(nursery, requested=subreaper):
-            result, first = await serve_with_signals(
-                manager.name, manager.serve, expedite, deadline=deadline, task_status=task_status
-            )
+        result, first = await serve_with_signals(
+            manager.name, serve, expedite, deadline=deadline, task_status=task_status
+        )
         nursery.cancel_scope.cancel(reason="trisup: manager stopped")
     error = result.error if isinstance(result, outcome.Error) else None
     return Supervised(exit_status(manager, error), first)
