@@ -270,7 +270,7 @@ def test_repairs_are_applied_and_logged_once(caplog: pytest.LogCaptureFixture) -
         (
             "[manager]\nbogus = 1\n[services.web]\ncommand = ['x']\n",
             "f.toml: [manager] bogus: unknown key"
-            " (expected name, stop_timeout, strategy, intensity, period)",
+            " (expected name, stop_timeout, strategy, intensity, period, stop_order)",
         ),
         (
             "[http]\nbind = 'localhost'\n[services.web]\ncommand = ['x']\n",
@@ -346,7 +346,7 @@ def test_http_section_needs_the_console(monkeypatch: pytest.MonkeyPatch, tmp_pat
     # one line; the middle is Python's own ImportError message
     head = f"trisup: {path}: [http]: the HTTP console is not installed ("
     assert err.getvalue().startswith(head)
-    assert err.getvalue().endswith("); pip install 'trisup[http]'\n")
+    assert err.getvalue().endswith("); pip install '.[http]' in a checkout of trisup\n")
     assert err.getvalue().count("\n") == 1
 
 
@@ -444,6 +444,7 @@ def test_check_describes_each_service(tmp_path: Path, capsys: pytest.CaptureFixt
     assert captured.err == ""
     assert captured.out.splitlines() == [
         f"{path}: valid; manager 'app', 2 services",
+        "shutdown: dependents first, others together (stop_order 'dependencies')",
         "",
         f"db: {sys.executable} -c 'import time; time.sleep(60)'",
         f"  cwd {tmp_path}; env PGPORT",

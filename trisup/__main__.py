@@ -177,6 +177,7 @@ def main(argv: list[str] | None = None) -> int:
                 subreaper=args.subreaper,
                 out=sys.stdout,
                 err=sys.stderr,
+                final=argv is None,  # the program itself: it exits once this returns
             )
         if command == "check":
             return check_command(args.file, failures=args.failures, out=sys.stdout, err=sys.stderr)

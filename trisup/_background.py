@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import inspect
 import logging
+import math
 import signal
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Generator
+from contextlib import contextmanager
 from typing import Protocol, final
 
 import outcome
@@ -21,6 +23,7 @@ __all__ = [
     "exit_status",
     "run_with_signals",
     "serve_in_background",
+    "serve_with_signals",
 ]
 
 logger = logging.getLogger("trisup")
@@ -125,37 +128,93 @@ async def serve_in_background(
 
 async def run_with_signals(name: str, serve: _Serve, abort: Callable[[], None]) -> ExitStatus:
     """Serve until SIGINT / SIGTERM (a second one calls *abort*); return the exit status."""
+    result, _ = await serve_with_signals(name, serve, abort)
+    return exit_status(name, result)
+
+
+async def serve_with_signals(
+    name: str,
+    serve: _Serve,
+    abort: Callable[[], None],
+    *,
+    deadline: float = math.inf,
+    task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED,
+) -> tuple[outcome.Outcome[None], str | None]:
+    """Serve until SIGINT / SIGTERM or *deadline*; the outcome and the first signal's name.
+
+    The one signal path of `Manager.run` and ``trisup run``: the first signal
+    cancels *serve* (its shutdown sequence runs), a second one calls *abort*
+    (cut the shutdown short). A signal that arrives as the receiver closes is
+    absorbed and logged, never re-raised after the shutdown has run. Ready
+    (*task_status*) when *serve* is.
+    """
     result: outcome.Outcome[None] = outcome.Value(None)
-    serve_scope = trio.CancelScope()
-    with trio.open_signal_receiver(signal.SIGINT, signal.SIGTERM) as signals:
+    serve_scope = trio.CancelScope(deadline=deadline)
+    received: list[str] = []
+
+    def note(sig: str) -> bool:
+        """Log the signal *sig*; whether it is the first one."""
+        received.append(sig)
+        extra = {"manager": name, "event": "signal", "signal": sig}
+        if len(received) == 1:
+            logger.warning(
+                "received %s, shutting down gracefully (send it again to stop at once)",
+                sig,
+                extra=extra,
+            )
+            return True
+        logger.warning("received %s again, stopping at once", sig, extra=extra)
+        return False
+
+    def late(sig: str) -> None:
+        received.append(sig)
+        extra = {"manager": name, "event": "signal", "signal": sig}
+        logger.warning("received %s as the shutdown ended; nothing left to stop", sig, extra=extra)
+
+    with _absorb_late(late), trio.open_signal_receiver(*_SIGNALS) as signals:
         async with trio.open_nursery() as nursery:
 
             async def watch() -> None:
                 async for signum in signals:
-                    sig = signal.Signals(signum).name
-                    extra = {"manager": name, "event": "signal", "signal": sig}
-                    if not serve_scope.cancel_called:
-                        logger.warning("received %s, shutting down", sig, extra=extra)
-                        serve_scope.cancel(reason=f"trisup: {sig}")
+                    if note(signal.Signals(signum).name):
+                        serve_scope.cancel(reason=f"trisup: {received[0]}")
                     else:
-                        logger.warning("received %s again, stopping at once", sig, extra=extra)
                         abort()
 
-            nursery.start_soon(watch)
+            nursery.start_soon(watch, name=f"trisup:{name}:signals")
             with serve_scope:
                 try:
-                    await serve()
+                    await serve(task_status=task_status)
                 except Exception as exc:
                     result = outcome.Error(exc)
             # A signal that came before serve returned may still be on its way to the
             # watcher (trio delivers them with run_sync_soon, in order): let it arrive,
             # or closing the receiver would re-raise it (KeyboardInterrupt, or SIGTERM's
-            # default action) after the shutdown has run.
+            # default action) after the shutdown has run. What still comes later is
+            # absorbed by _absorb_late.
             delivered = trio.Event()
             trio.lowlevel.current_trio_token().run_sync_soon(delivered.set)
             await delivered.wait()
-            nursery.cancel_scope.cancel()
-    return exit_status(name, result)
+            nursery.cancel_scope.cancel(reason="trisup: serve ended")
+    return result, received[0] if received else None
+
+
+_SIGNALS = (signal.SIGINT, signal.SIGTERM)
+
+
+@contextmanager
+def _absorb_late(note: Callable[[str], object]) -> Generator[None]:
+    """Around a signal receiver: what it re-raises as it closes is noted, not acted on."""
+
+    def late(signum: int, frame: object) -> None:
+        note(signal.Signals(signum).name)
+
+    saved = {sig: signal.signal(sig, late) for sig in _SIGNALS}
+    try:
+        yield
+    finally:
+        for sig, handler in saved.items():
+            signal.signal(sig, handler)
 
 
 def exit_status(name: str, result: outcome.Outcome[None]) -> ExitStatus:

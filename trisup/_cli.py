@@ -1,4 +1,4 @@
-"""The ``run``, ``check`` and ``status`` commands, and the signal handling they share.
+"""The ``run``, ``check`` and ``status`` commands; ``supervise``, the heart of ``run``.
 
 This module is the command line: it may print. Exit codes: 0 after a graceful
 stop, the `ExitStatus` of a fatal error, 1 for an invalid configuration or any
@@ -10,19 +10,22 @@ from __future__ import annotations
 import functools
 import json
 import logging
+import math
 import os
 import shlex
 import signal
 import urllib.error
 import urllib.parse
 import urllib.request
-from collections.abc import AsyncIterator, Generator, Sequence
+from collections.abc import Generator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, TextIO, final
 
+import outcome
 import trio
 
+from ._background import serve_with_signals
 from ._credentials import describe_credentials
 from ._errors import FatalError, find_terminate
 from ._manager import Manager
@@ -31,7 +34,7 @@ from ._reaper import supported as reaper_supported
 from ._report import LogfmtHandler, Row, clip, plain_table, row_from_dict
 from ._status import ExitStatus, RestartPolicy, go_duration
 from ._tomlconfig import ConfigError, Plan, ServicePlan, build, load_config
-from .process import ProcessService, kill_after_for, signal_name
+from .process import ProcessService, kill_after_for
 
 if TYPE_CHECKING:
     from ._live import LiveView
@@ -80,33 +83,6 @@ def exit_status(manager: Manager, error: BaseException | None) -> ExitStatus:
     return ExitStatus.ERROR
 
 
-async def _watch_signals(
-    signals: AsyncIterator[int],
-    serve_scope: trio.CancelScope,
-    manager: Manager,
-    processes: Sequence[ProcessService],
-    received: list[str],
-) -> None:
-    async for signum in signals:
-        name = signal_name(signum)
-        received.append(name)
-        if len(received) == 1:
-            logger.warning(
-                "received %s, shutting down gracefully (send it again to stop at once)",
-                name,
-                extra={"manager": manager.name, "event": "signal", "signal": name},
-            )
-            serve_scope.cancel(reason=f"trisup: {name}")
-        else:
-            logger.warning(
-                "received %s again, killing every process now",
-                name,
-                extra={"manager": manager.name, "event": "signal", "signal": name},
-            )
-            for process in processes:
-                process.expedite()
-
-
 @final
 @dataclass(frozen=True, slots=True)
 class Supervised:
@@ -132,31 +108,35 @@ async def supervise(
 ) -> Supervised:
     """Serve *manager* until SIGINT / SIGTERM, a fatal error or *duration* seconds.
 
-    The first signal starts the graceful shutdown (reverse start order, each
+    The signal handling is `Manager.run`'s (`serve_with_signals`): the first
+    signal starts the graceful shutdown (in the manager's ``stop_order``, each
     service within its ``stop_timeout``); a second one makes every process in
     *processes* skip its grace period (``SIGKILL`` at once). With *view*, the
     live table runs beside the manager until its shutdown is over. Ready once
     the manager is serving. With *subreaper* (or as PID 1), trisup adopts and
     reaps orphans, and ends the escaped descendants after the shutdown.
     """
-    error: Exception | None = None
-    serve_scope = trio.CancelScope()
-    if duration is not None:
-        serve_scope.deadline = trio.current_time() + duration
-    received: list[str] = []
-    with trio.open_signal_receiver(signal.SIGINT, signal.SIGTERM) as signals:
-        async with trio.open_nursery() as nursery:
-            if view is not None:
-                await nursery.start(view.run)
-            nursery.start_soon(_watch_signals, signals, serve_scope, manager, processes, received)
+    deadline = math.inf if duration is None else trio.current_time() + duration
+
+    def expedite() -> None:
+        for process in processes:
+            process.expedite()
+
+    async with trio.open_nursery() as nursery:
+
+        async def serve(*, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
+            # the escaped descendants are ended (shielded) while the signals are still ours
             async with containment(nursery, requested=subreaper):
-                with serve_scope:
-                    try:
-                        await manager.serve(task_status=task_status)
-                    except Exception as exc:
-                        error = exc
-            nursery.cancel_scope.cancel(reason="trisup: manager stopped")
-    return Supervised(exit_status(manager, error), received[0] if received else None)
+                await manager.serve(task_status=task_status)
+
+        if view is not None:
+            await nursery.start(view.run)
+        result, first = await serve_with_signals(
+            manager.name, serve, expedite, deadline=deadline, task_status=task_status
+        )
+        nursery.cancel_scope.cancel(reason="trisup: manager stopped")
+    error = result.error if isinstance(result, outcome.Error) else None
+    return Supervised(exit_status(manager, error), first)
 
 
 def make_live_view(
@@ -208,9 +188,20 @@ def cli_logging(out: TextIO, view: LiveView | None) -> Generator[None]:
 
 
 def run_command(
-    path: str, *, live: bool = True, subreaper: bool = False, out: TextIO, err: TextIO
+    path: str,
+    *,
+    live: bool = True,
+    subreaper: bool = False,
+    out: TextIO,
+    err: TextIO,
+    final: bool = False,
 ) -> int:
-    """``trisup run FILE``: supervise the file's services until a signal."""
+    """``trisup run FILE``: supervise the file's services until a signal.
+
+    With *final* (the process exits once this returns), SIGINT and SIGTERM are
+    ignored from the end of the shutdown on: a second signal that arrives just
+    after it must not turn exit status 0 into a death by that signal.
+    """
     if subreaper and not reaper_supported:
         print("trisup: --subreaper needs Linux (PR_SET_CHILD_SUBREAPER)", file=err)
         return 1
@@ -225,7 +216,12 @@ def run_command(
     view = make_live_view([("", manager)], out, title=f"trisup · {manager.name}") if live else None
     with cli_logging(out, view):
         run = functools.partial(supervise, manager, processes, view=view, subreaper=subreaper)
-        result = trio.run(run)
+        try:
+            result = trio.run(run)
+        finally:
+            if final:
+                signal.signal(signal.SIGINT, signal.SIG_IGN)
+                signal.signal(signal.SIGTERM, signal.SIG_IGN)
     return result.status.as_int()
 
 
@@ -303,6 +299,9 @@ def describe_plan(plan: Plan, *, failures: int = 10) -> str:
     name = plan.manager.get("name", "trisup")
     count = len(plan.services)
     lines = [f"{plan.file}: valid; manager {name!r}, {count} service{'s' * (count != 1)}"]
+    order = plan.manager.get("stop_order", "dependencies")  # trisup run's default
+    how = "dependents first, others together" if order == "dependencies" else "one by one"
+    lines.append(f"shutdown: {how} (stop_order {order!r})")
     if plan.http is not None:
         options = ", ".join(f"{k}={v!r}" for k, v in plan.http.options.items() if k != "token")
         lines.append(f"http console: {options or 'defaults'}")

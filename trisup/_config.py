@@ -182,7 +182,7 @@ class ServiceFields(TypedDict, total=False):
     ``restart_policy`` also takes an ``int`` or a policy's name (``"never"``,
     ``"on_failure"``, ``"always"``, any case), as in a TOML file.
 
-    .. versionadded:: 0.2.0
+    .. versionadded:: 0.1.0
     """
 
     restart_policy: RestartPolicy | int | str
@@ -258,7 +258,7 @@ def with_restart_window(window: float, max_restarts: int) -> Option:
 def with_start_timeout(seconds: float | None) -> Option:
     """Set how long an attempt may take to report ready (``None``: no limit).
 
-    .. versionadded:: 0.2.0
+    .. versionadded:: 0.1.0
     """
     return Option((("start_timeout", seconds),))
 

@@ -32,11 +32,7 @@ class CurrentService:
 
     @property
     def manager(self) -> Manager:
-        """The `Manager` running it.
-
-        .. versionchanged:: 0.2
-           The manager itself, not its name (``current_service().manager.name``).
-        """
+        """The `Manager` running it (its name: ``current_service().manager.name``)."""
         ctx = self._runner.ctx
         assert ctx is not None  # a service's task runs only while its manager serves
         return cast("Manager", ctx.manager)

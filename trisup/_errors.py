@@ -114,7 +114,7 @@ class ServiceStartTimeout(SupervisorError):
     Attributes:
         timeout: the ``start_timeout`` in seconds.
 
-    .. versionadded:: 0.2.0
+    .. versionadded:: 0.1.0
     """
 
     def __init__(self, timeout: float) -> None:
@@ -168,7 +168,7 @@ class RestartNow(Exception):
     waits ``restart_delay`` first, so a loop never spins. A group whose every
     leaf is a `RestartNow` counts as one; beside other errors it is a failure.
 
-    .. versionadded:: 0.2.0
+    .. versionadded:: 0.1.0
     """
 
     def __str__(self) -> str:
@@ -180,7 +180,7 @@ class RestartNow(Exception):
 def restart_now(reason: str | None = None) -> RestartNow:
     """Return a `RestartNow` whose ``str`` is *reason* (``"restart now"`` without one).
 
-    .. versionadded:: 0.2.0
+    .. versionadded:: 0.1.0
     """
     return RestartNow() if reason is None else RestartNow(reason)
 

@@ -236,7 +236,7 @@ class ServiceStatusChanged(ServiceEvent):
 class ServicePhaseChanged(ServiceEvent):
     """The service's lifecycle phase changed from ``old`` to ``new`` (`Phase`).
 
-    .. versionadded:: 0.2
+    .. versionadded:: 0.1.0
     """
 
     kind: ClassVar[str] = "phase"

@@ -35,7 +35,7 @@ from ._events import (
 )
 from ._runner import Runner
 from ._service import Service, check_service
-from ._shutdown import Shutdown
+from ._shutdown import Shutdown, check_stop_order
 from ._snapshot import snapshot
 from ._startup import assign_positions, start_all
 from ._status import ExitStatus, ServiceInfo, ServiceStatus
@@ -60,6 +60,10 @@ class Manager:
         name: the manager's name (its service name inside a parent manager).
         stop_timeout: the bound of the shutdown's service phase and of each hook.
         rng: the random generator for jitter (seed one for reproducible tests).
+        stop_order: ``"position"`` (the default, OTP's): the shutdown stops one
+            service at a time, in reverse position order; ``"dependencies"``
+            (systemd's): each service stops once those that depend on it have
+            stopped, independent ones concurrently.
     """
 
     def __init__(
@@ -71,11 +75,13 @@ class Manager:
         strategy: Strategy | str = Strategy.ONE_FOR_ONE,
         intensity: int | None = None,
         period: float = 5.0,
+        stop_order: str = "position",
     ) -> None:
         if not isinstance(name, str) or not name:
             raise TypeError(f"name must be a non-empty str, not {safe_repr(name)}")
         self.stop_timeout = seconds("stop_timeout", stop_timeout)
         self.strategy, self.period = check_supervision(strategy, intensity, period)
+        self.stop_order = check_stop_order(stop_order)
         self.name = name
         self.intensity = intensity
         self._rng = rng if rng is not None else random.Random()
@@ -426,6 +432,7 @@ class Manager:
             self._runners.values(),
             self.stop_timeout,
             (self._before_stop, self._on_close, self._after_stop),
+            self.stop_order,
         )
 
     async def serve_background(self, nursery: trio.Nursery) -> BackgroundServe:

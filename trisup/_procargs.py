@@ -44,9 +44,11 @@ def argv_of(argv: object) -> tuple[str, ...]:
     items: Sequence[object] = argv  # pyright: ignore[reportUnknownVariableType]
     if not items:
         raise ValueError("argv must not be empty")
-    for item in items:
+    for i, item in enumerate(items):
         if not isinstance(item, str):
             raise TypeError(f"argv must hold strings only, not {type(item).__name__}")
+        if "\0" in item:
+            raise ValueError(f"argv[{i}] holds a NUL byte, which no program can receive: {item!r}")
     return tuple(str(item) for item in items)
 
 
@@ -60,6 +62,12 @@ def env_of(env: object) -> dict[str, str] | None:
     for key, value in pairs.items():
         if not isinstance(key, str) or not isinstance(value, str):
             raise TypeError(f"env must map strings to strings, not {key!r}: {value!r}")
+        if not key or "=" in key or "\0" in key:
+            raise ValueError(
+                f"env name {key!r} is not a variable name (empty, or holds '=' or a NUL byte)"
+            )
+        if "\0" in value:
+            raise ValueError(f"env value of {key} holds a NUL byte: {value!r}")
         result[key] = value
     return result
 

@@ -133,6 +133,7 @@ class Runner(Requests):
         self.task = trio.lowlevel.current_task()
         set_current(self)
         begin = AGAIN  # how the next life begins: an attempt, a group park, or the backoff
+        first = self.attempt  # no attempt since: a stop stops nothing that ran
         try:
             while True:
                 self.life += 1
@@ -154,7 +155,7 @@ class Runner(Requests):
                 self._stop_event = None
                 self._publish()  # a new life: the stop's waiters may return
         finally:
-            if self.stop_asked and self.hub.wanted(INFO):
+            if self.stop_asked and self.attempt > first and self.hub.wanted(INFO):
                 self.hub.emit(
                     ServiceStopDone(manager=self.hub.manager, time=trio_now(), service=self.name),
                     INFO,
@@ -307,9 +308,9 @@ class Runner(Requests):
                 self._failed("restart policy is never")
                 return _END
             return _RESTART
-        if kind is STOPPED:  # rule 2
+        if kind is STOPPED:  # rule 2: the stop's Cancelled (or its group) is no error
             self.success_count += 1
-            self._exited(kind, error, uptime, DEBUG)
+            self._exited(kind, None, uptime, DEBUG)
             return _END
         if kind is CLEAN:  # rule 6
             self.success_count += 1
@@ -325,20 +326,20 @@ class Runner(Requests):
             return _NOW
         if kind is ESCAPE:  # rule 1: KeyboardInterrupt, SystemExit, ... tear down
             raise error
-        if kind is NO_RESTART:  # rule 4, every leaf a bare DoNotRestart
+        if kind is NO_RESTART:  # rule 4, every leaf a bare DoNotRestart: asked for, no trace
             self.success_count += 1
-            self._exited(kind, error, uptime, INFO)
+            self._exited(kind, error, uptime, INFO, trace=False)
             self._move(COMPLETED)
             return _END
         self._record_error(ctx, error, now)
         self._move(FAILED)
         if kind is FATAL:  # rule 3
             self._exited(kind, error, uptime, ERROR)
-            self._failed("fatal error")
+            self._failed(f"fatal error: {self.last_error}")
             ctx.terminate(find_terminate(error))
         else:  # rule 4, with a cause or beside other errors
             self._exited(kind, error, uptime, WARNING)
-            self._failed("do not restart")
+            self._failed(f"not restarted (no_restart): {self.last_error}")
         return _END
 
     def _restart_path(self, ctx: ServeContext, *, restart_now: bool, uptime: float) -> float:
@@ -371,7 +372,7 @@ class Runner(Requests):
             return _GIVE_UP  # the manager gave up: it is shutting down
         delay = jittered(self.current_delay, config.jitter, ctx.rng)
         hub = self.hub
-        if hub.wanted(INFO):
+        if hub.wanted(INFO) and not ctx.stopping:  # the shutdown restarts nothing: say nothing
             hub.emit(
                 ServiceBackingOff(manager=hub.manager, time=now, service=self.name, delay=delay),
                 INFO,

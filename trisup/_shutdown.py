@@ -1,4 +1,10 @@
-"""The stop phase of the shutdown sequence (SPEC §7): services in order, hooks bounded."""
+"""The stop phase of the shutdown sequence (SPEC §7): services in order, hooks bounded.
+
+Two orders (`Manager`'s ``stop_order``): ``"position"``, one service at a time in
+reverse position order (OTP's), and ``"dependencies"``, every service stopping as
+soon as each service that depends on it has stopped, the independent ones at
+once (systemd's).
+"""
 
 from __future__ import annotations
 
@@ -15,7 +21,29 @@ from ._events import EventHub, ServiceStopTimedOut
 if TYPE_CHECKING:
     from ._runner import Runner
 
-__all__ = ["Shutdown", "bounded_hook", "stop_in_order"]
+__all__ = [
+    "STOP_ORDERS",
+    "Shutdown",
+    "bounded_hook",
+    "check_stop_order",
+    "stop_by_dependencies",
+    "stop_in_order",
+]
+
+STOP_ORDERS = ("position", "dependencies")
+"""The values of `Manager`'s ``stop_order``."""
+
+
+def check_stop_order(value: object) -> str:
+    """*value* as a stop order.
+
+    Raises:
+        ValueError: it is not one of `STOP_ORDERS`.
+    """
+    if not isinstance(value, str) or value not in STOP_ORDERS:
+        raise ValueError(f'stop_order must be "position" or "dependencies", not {value!r}')
+    return value
+
 
 logger = logging.getLogger("trisup")
 
@@ -41,6 +69,7 @@ class Shutdown:
         runners: Iterable[Runner],
         stop_timeout: float,
         hooks: tuple[Iterable[Hook], Iterable[Hook], Iterable[Hook]],
+        stop_order: str = "position",
     ) -> None:
         """``before_stop`` hooks, the services, ``on_close``, ``after_stop`` (each reversed)."""
         before_stop, on_close, after_stop = (list(h) for h in hooks)
@@ -52,7 +81,10 @@ class Shutdown:
                 scope.cancel()
             for hook in reversed(before_stop):
                 await bounded_hook(name, hook, "before_stop", stop_timeout)
-            await stop_in_order(hub, runners, stop_timeout)
+            if stop_order == "dependencies":
+                await stop_by_dependencies(hub, runners, stop_timeout)
+            else:
+                await stop_in_order(hub, runners, stop_timeout)
             for hook in reversed(on_close):
                 await bounded_hook(name, hook, "on_close", stop_timeout)
             for hook in reversed(after_stop):
@@ -132,6 +164,52 @@ async def stop_in_order(hub: EventHub, runners: Iterable[Runner], stop_timeout: 
             if until < phase_deadline:  # its own stop_timeout, not the phase's, ran out
                 _timed_out(hub, runner)
             runner = None  # this stop timed out; the next ones go on
+    _cancel_stragglers(manager, live)
+
+
+async def stop_by_dependencies(
+    hub: EventHub, runners: Iterable[Runner], stop_timeout: float
+) -> None:
+    """Stop the live *runners* concurrently, each once its dependents have stopped.
+
+    A service's stop begins when every service that depends on it (directly or
+    through a stopped one) has exited or timed out its own ``stop_timeout``;
+    services with no dependents between them stop at once, together. Each stop
+    is bounded as in `stop_in_order`, the whole phase by the manager's
+    *stop_timeout*; what still runs then is cancelled and named in a warning.
+    """
+    runners = list(runners)
+    by_name = {r.name: r for r in runners}
+    dependents: dict[str, list[str]] = {r.name: [] for r in runners}
+    for runner in runners:
+        for dep in runner.depends_on:
+            if dep in dependents:
+                dependents[dep].append(runner.name)
+    done = {r.name: trio.Event() for r in runners}
+    live = [r for r in runners if r.alive]
+
+    async def stop_one(runner: Runner) -> None:
+        for name in dependents[runner.name]:
+            await done[name].wait()
+        if runner.alive:
+            runner.request_stop(hold=False)
+            own = runner.config.stop_timeout
+            with trio.move_on_after(own) as scope:
+                await runner.until(runner.exited)
+            if scope.cancelled_caught:
+                _timed_out(hub, runner)
+        done[runner.name].set()
+
+    with trio.move_on_after(stop_timeout):
+        async with trio.open_nursery() as nursery:
+            for runner in by_name.values():
+                nursery.start_soon(
+                    stop_one, runner, name=f"trisup:{hub.manager}:stop:{runner.name}"
+                )
+    _cancel_stragglers(hub.manager, live)
+
+
+def _cancel_stragglers(manager: str, live: list[Runner]) -> None:
     stragglers = [r for r in live if r.alive]
     for runner in stragglers:
         runner.cancel_now()

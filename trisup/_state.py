@@ -319,7 +319,13 @@ class ServiceState:
         self.last_error_time = now + ctx.wall_offset
 
     def _exited(
-        self, kind: AttemptOutcome, error: BaseException | None, uptime: float, level: int
+        self,
+        kind: AttemptOutcome,
+        error: BaseException | None,
+        uptime: float,
+        level: int,
+        *,
+        trace: bool = True,
     ) -> None:
         if error is not None and level > DEBUG:
             text = self.last_error
@@ -338,7 +344,7 @@ class ServiceState:
                     uptime=uptime,
                 ),
                 level,
-                exc_info=error if level > DEBUG else None,
+                exc_info=error if level > DEBUG and trace else None,
             )
 
     def _failed(self, reason: str) -> None:

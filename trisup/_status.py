@@ -56,7 +56,7 @@ class Phase(enum.StrEnum):
     The lifecycle and its moves are written out in the design notes; the
     status is derived from the phase.
 
-    .. versionadded:: 0.2
+    .. versionadded:: 0.1.0
     """
 
     IDLE = "idle"

@@ -5,8 +5,9 @@ The format::
     [manager]                     # optional: Manager keyword arguments
     name = "app"
     stop_timeout = 30
+    stop_order = "dependencies"   # the default here; "position" for OTP's order
 
-    [http]                        # optional: the HTTP console (trisup[http])
+    [http]                        # optional: the HTTP console (the http extra)
     bind = "127.0.0.1:8080"
     prefix = "/debug/supervisor"
     token = "..."
@@ -19,6 +20,10 @@ The format::
     restart_policy = "on_failure" # and every other ServiceConfig field
     start_timeout = "none"        # no limit (TOML has no null)
     depends_on = ["db"]
+
+    [services.worker]             # replicas: services worker-0 ... worker-3
+    replicas = 4
+    command = "python3 worker.py --slot {index}"   # {{ and }} for literal braces
 
 Every error names the file, the table and the key. The checks are those of
 `ProcessService`, `ServiceConfig` and `Manager` themselves, tried one key at a
@@ -42,6 +47,7 @@ from typing import final
 
 from ._config import ServiceConfig, parse_policy, repair
 from ._manager import Manager
+from ._replicas import expand_replicas
 from ._service import Service
 from .process import ProcessService, kill_after_for
 
@@ -163,6 +169,8 @@ def parse_config(text: str, *, file: str, base_dir: Path) -> Plan:
         document = tomllib.loads(text)
     except tomllib.TOMLDecodeError as exc:
         raise ConfigError(file, None, None, f"invalid TOML: {exc}") from None
+    except RecursionError:  # tomllib recurses once per level of nested arrays / tables
+        raise ConfigError(file, None, None, "invalid TOML: nested too deeply") from None
     return _Parser(file, base_dir).document(document)
 
 
@@ -211,11 +219,7 @@ class _Parser:
         services_table = self.table(document.get("services", {}), "services")
         if not services_table:
             raise self.error("services", None, "no services: add a [services.NAME] table")
-        names = list(services_table)
-        services = tuple(
-            self.service(name, self.table(value, f"services.{name}"), names)
-            for name, value in services_table.items()
-        )
+        services = self.services(services_table)
         http = None
         if "http" in document:
             http = self.http(self.table(document["http"], "http"))
@@ -245,6 +249,23 @@ class _Parser:
         for name in graph:
             visit(name, [])
 
+    def services(self, services_table: dict[str, object]) -> tuple[ServicePlan, ...]:
+        """Every service, ``replicas`` expanded (`_replicas.py`), dependencies on a
+        replicated service meaning all its replicas."""
+        expanded = expand_replicas(
+            {name: self.table(value, f"services.{name}") for name, value in services_table.items()},
+            self.error,
+        )
+        names = [*services_table, *expanded.names]
+        plans: list[ServicePlan] = []
+        for name, (table_name, table) in expanded.tables.items():
+            plan = self.service(name, table, names, where=f"services.{table_name}")
+            if plan.depends_on:
+                deps = tuple(d for dep in plan.depends_on for d in expanded.groups.get(dep, [dep]))
+                plan = dataclasses.replace(plan, depends_on=deps)
+            plans.append(plan)
+        return tuple(plans)
+
     def manager(self, table: dict[str, object]) -> dict[str, object]:
         allowed = [
             p.name
@@ -260,8 +281,10 @@ class _Parser:
                 raise self.error("manager", key, _strip(str(exc), key)) from None
         return dict(table)
 
-    def service(self, name: str, table: dict[str, object], names: list[str]) -> ServicePlan:
-        where = f"services.{name}"
+    def service(
+        self, name: str, table: dict[str, object], names: list[str], *, where: str = ""
+    ) -> ServicePlan:
+        where = where or f"services.{name}"
         config_fields = [f.name for f in dataclasses.fields(ServiceConfig)]
         process: dict[str, object] = {}
         config: dict[str, object] = {}
@@ -314,7 +337,7 @@ class _Parser:
             plan.make_service()
         except (TypeError, ValueError) as exc:  # a combination of keys
             raise self.error(where, None, str(exc)) from None
-        self.check_program(where, process)
+        self.check_program(where, process, "argv" if "argv" in table else "command")
         return plan
 
     def start_timeout(self, where: str, value: object) -> object:
@@ -358,6 +381,9 @@ class _Parser:
             )
         if not argv or not argv[0]:
             raise self.error(where, key, "must name a program")
+        for i, item in enumerate(argv):
+            if "\0" in item:
+                raise self.error(where, f"{key}[{i}]" if i else key, "holds a NUL byte")
         return argv
 
     def cwd(self, where: str, value: object) -> str:
@@ -374,6 +400,11 @@ class _Parser:
         for key, item in table.items():
             if not isinstance(item, str):
                 raise self.error(f"{where}.env", key, f"must be a string, not {_type(item)}")
+            if not key or "=" in key or "\0" in key:
+                problem = "not a variable name (empty, or holds '=' or a NUL byte)"
+                raise self.error(f"{where}.env", repr(key), problem)
+            if "\0" in item:
+                raise self.error(f"{where}.env", key, "holds a NUL byte")
             env[key] = item
         return env
 
@@ -400,7 +431,7 @@ class _Parser:
                 raise self.error(where, "depends_on", f"must hold names, not {_type(item)}")
             if item not in names:
                 raise self.error(where, "depends_on", f"no service named {item!r} in this file")
-            if item == name:
+            if item == name or f"services.{item}" == where:
                 raise self.error(where, "depends_on", "a service cannot depend on itself")
             result.append(item)
         return tuple(result)
@@ -425,15 +456,39 @@ class _Parser:
             raise self.error("http", "token", "must not be empty")
         return HttpPlan(options=options)
 
-    def check_program(self, where: str, process: Mapping[str, object]) -> None:
+    def check_program(self, where: str, process: Mapping[str, object], key: str) -> None:
+        """A program that is not there is a warning (it may be by ``run``); one that
+        is there but can never be executed (a directory, no execute permission) an error.
+        """
         argv: list[str] = process["argv"]  # type: ignore[assignment]  # set above
         program = argv[0]
         if os.sep in program:
-            found = (Path(str(process["cwd"])) / program).exists()
-        else:
-            found = shutil.which(program) is not None
-        if not found:
+            path = Path(str(process["cwd"])) / program
+            if not path.exists():
+                self.warnings.append(f"[{where}] program {program!r} not found")
+            elif path.is_dir():
+                raise self.error(where, key, f"program {program!r} is a directory: {path}")
+            elif not os.access(path, os.X_OK):
+                raise self.error(where, key, f"program {program!r} is not executable: {path}")
+            return
+        if shutil.which(program) is not None:
+            return
+        unusable = _on_path(program)
+        if unusable is None:
             self.warnings.append(f"[{where}] program {program!r} not found")
+        else:
+            kind = "a directory" if unusable.is_dir() else "not executable"
+            problem = f"program {program!r} is found on PATH only as {unusable}, {kind}"
+            raise self.error(where, key, problem)
+
+
+def _on_path(program: str) -> Path | None:
+    """The first entry named *program* on ``PATH`` (executable or not), or ``None``."""
+    for directory in os.environ.get("PATH", os.defpath).split(os.pathsep):
+        candidate = Path(directory or ".") / program
+        if candidate.exists():
+            return candidate
+    return None
 
 
 def _console_factory(file: str) -> Callable[..., Service]:
@@ -444,7 +499,8 @@ def _console_factory(file: str) -> Callable[..., Service]:
             file,
             "http",
             None,
-            f"the HTTP console is not installed ({exc}); pip install 'trisup[http]'",
+            f"the HTTP console is not installed ({exc}); pip install '.[http]'"
+            " in a checkout of trisup",
         ) from None
     factory: object = getattr(module, "ConsoleService", None)
     if not callable(factory):
@@ -459,7 +515,8 @@ def build(plan: Plan, *, with_http: bool = True) -> tuple[Manager, list[ProcessS
         ConfigError: the ``[http]`` table needs a console that is not installed,
             or the console rejected its options.
     """
-    manager = Manager(**plan.manager)  # type: ignore[arg-type]  # checked when loaded
+    options = {"stop_order": "dependencies", **plan.manager}  # systemd's, unlike Manager's
+    manager = Manager(**options)  # type: ignore[arg-type]  # checked when loaded
     processes: list[ProcessService] = []
     for service_plan in plan.services:
         service = service_plan.make_service()

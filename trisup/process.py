@@ -204,7 +204,7 @@ class ProcessService:
         TypeError: an argument has the wrong type (the message names it).
         ValueError: an argument has a bad value (the message names it).
 
-    .. versionadded:: 0.2.0
+    .. versionadded:: 0.1.0
     """
 
     def __init__(

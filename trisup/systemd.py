@@ -46,7 +46,7 @@ def watchdog_interval(environ: dict[str, str] | None = None) -> float | None:
     ``None`` when the variable is unset or not a positive integer, or when
     ``$WATCHDOG_PID`` is set to another process.
 
-    .. versionadded:: 0.2.0
+    .. versionadded:: 0.1.0
     """
     env = os.environ if environ is None else environ
     usec = env.get("WATCHDOG_USEC", "")
@@ -76,7 +76,7 @@ class NotifyService:
         name: the service's name.
         status_interval: the least time between two ``STATUS=`` messages.
 
-    .. versionadded:: 0.2.0
+    .. versionadded:: 0.1.0
     """
 
     def __init__(

@@ -1,4 +1,4 @@
-"""The control plane of a manager over HTTP (the ``http`` extra: ``pip install 'trisup[http]'``).
+"""The control plane of a manager over HTTP (the ``http`` extra: ``pip install '.[http]'``).
 
 - `ConsoleService`: a service serving the Go package's JSON API, a live web
   page, Prometheus metrics and health probes, with Hypercorn's Trio worker.
@@ -17,6 +17,8 @@ try:
 except ModuleNotFoundError as exc:  # pragma: no cover - depends on the installed extras
     if exc.name not in ("hypercorn", "prometheus_client", "starlette"):
         raise
-    raise ImportError("trisup.http needs the 'http' extra: pip install 'trisup[http]'") from exc
+    raise ImportError(
+        "trisup.http needs the 'http' extra: pip install '.[http]' in a checkout of trisup"
+    ) from exc
 
 __all__ = ["ConsoleService", "SupervisorCollector"]

@@ -57,6 +57,22 @@ def _probe(bind: Bind) -> None:
 
 
 @final
+class _ProblemsOnly(logging.Filter):
+    """Hypercorn's own INFO lines ("Running on ... (CTRL + C to quit)") are not for
+    trisup's operator: the console logs its address itself (``event=listening``)."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return record.levelno >= logging.WARNING
+
+
+def _server_log() -> logging.Logger:
+    """The logger Hypercorn writes to, its INFO chatter filtered out (once)."""
+    log = logging.getLogger("trisup.http.server")
+    if not any(isinstance(f, _ProblemsOnly) for f in log.filters):
+        log.addFilter(_ProblemsOnly())
+    return log
+
+
 class _ConsoleCollector(SupervisorCollector):
     """The collector of a console: the manager's state from its events."""
 
@@ -79,7 +95,7 @@ class ConsoleService:
     stops accepting connections, ends the event streams, and gives requests in
     flight up to two seconds to finish.
 
-    Needs the ``http`` extra: ``pip install 'trisup[http]'``.
+    Needs the ``http`` extra: ``pip install '.[http]'`` in a checkout.
 
     ::
 
@@ -107,7 +123,7 @@ class ConsoleService:
         ValueError: a malformed *bind* or *prefix*, a bad token, or a
             non-loopback *bind* without a token.
 
-    .. versionadded:: 0.2.0
+    .. versionadded:: 0.1.0
     """
 
     def __init__(
@@ -164,7 +180,7 @@ class ConsoleService:
         config = Config()
         config.bind = [str(self._bind)]
         config.accesslog = None
-        config.errorlog = logging.getLogger("trisup.http.server")
+        config.errorlog = _server_log()
         config.graceful_timeout = GRACE
         config.include_server_header = False
         return config

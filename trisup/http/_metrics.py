@@ -62,7 +62,7 @@ class SupervisorCollector(Collector):
     Args:
         manager: the manager to report on.
 
-    .. versionadded:: 0.2.0
+    .. versionadded:: 0.1.0
     """
 
     def __init__(self, manager: Manager) -> None:
