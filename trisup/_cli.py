@@ -23,15 +23,18 @@ from typing import TYPE_CHECKING, TextIO, final
 
 import trio
 
+from ._controlplane import control_plane
 from ._errors import FatalError, find_terminate
 from ._manager import Manager
 from ._report import LogfmtHandler, Row, clip, plain_table, row_from_dict
+from ._socketpath import SocketError
 from ._status import ExitStatus, RestartPolicy, go_duration
 from ._tomlconfig import ConfigError, Plan, ServicePlan, build, load_config
 from .process import ProcessService, signal_name
 
 if TYPE_CHECKING:
     from ._live import LiveView
+    from .http._plane import ControlPlane
 
 __all__ = [
     "Supervised",
@@ -124,6 +127,7 @@ async def supervise(
     *,
     view: LiveView | None = None,
     duration: float | None = None,
+    control: ControlPlane | None = None,
     task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED,
 ) -> Supervised:
     """Serve *manager* until SIGINT / SIGTERM, a fatal error or *duration* seconds.
@@ -131,8 +135,9 @@ async def supervise(
     The first signal starts the graceful shutdown (reverse start order, each
     service within its ``stop_timeout``); a second one makes every process in
     *processes* skip its grace period (``SIGKILL`` at once). With *view*, the
-    live table runs beside the manager until its shutdown is over. Ready once
-    the manager is serving.
+    live table runs beside the manager until its shutdown is over. With
+    *control*, the control socket and console listen before any service starts,
+    until the shutdown is over. Ready once the manager is serving.
     """
     error: Exception | None = None
     serve_scope = trio.CancelScope()
@@ -143,6 +148,8 @@ async def supervise(
         async with trio.open_nursery() as nursery:
             if view is not None:
                 await nursery.start(view.run)
+            if control is not None:  # the control plane first: before any service
+                await nursery.start(control.serve)
             nursery.start_soon(_watch_signals, signals, serve_scope, manager, processes, received)
             with serve_scope:
                 try:
@@ -205,15 +212,20 @@ def run_command(path: str, *, live: bool = True, out: TextIO, err: TextIO) -> in
     """``trisup run FILE``: supervise the file's services until a signal."""
     try:
         plan = load_config(path)
-        manager, processes = build(plan)
-    except ConfigError as exc:
+        manager, processes = build(plan, with_http=False)
+        control = control_plane(plan, manager, processes)
+    except (ConfigError, SocketError) as exc:
         print(f"trisup: {exc}", file=err)
         return 1
     for warning in plan.warnings:
         print(f"trisup: warning: {warning}", file=err)
     view = make_live_view([("", manager)], out, title=f"trisup · {manager.name}") if live else None
-    with cli_logging(out, view):
-        result = trio.run(functools.partial(supervise, manager, processes, view=view))
+    try:
+        with cli_logging(out, view):
+            run = functools.partial(supervise, manager, processes, view=view, control=control)
+            result = trio.run(run)
+    finally:
+        control.close()
     return result.status.as_int()
 
 

@@ -37,6 +37,7 @@ HEADERS = (
     "SERVICE",
     "STATUS",
     "PHASE",
+    "PID",
     "STARTS",
     "RESTARTS",
     "FAILS",
@@ -45,9 +46,10 @@ HEADERS = (
     "LAST ERROR",
 )
 """The table's columns; PHASE is the shown phase (``stopped`` while stopped by hand, else
-the `Phase`), FAILS counts consecutive failures."""
+the `Phase`), PID the process's child (``-`` for none, or not a process), FAILS counts
+consecutive failures."""
 
-NUMERIC = frozenset({3, 4, 5, 6, 7})
+NUMERIC = frozenset({3, 4, 5, 6, 7, 8})
 """The columns of `HEADERS` that hold numbers."""
 
 
@@ -65,6 +67,7 @@ class Row:
     uptime: float
     delay: str
     error: str
+    pid: int | None = None
 
     def cells(self) -> tuple[str, ...]:
         """The row's cells as text, in the order of `HEADERS`."""
@@ -72,6 +75,7 @@ class Row:
             self.name,
             self.status,
             self.phase,
+            "-" if self.pid is None else str(self.pid),
             str(self.starts),
             str(self.restarts),
             str(self.fails),
@@ -92,6 +96,7 @@ def row_from_dict(data: Mapping[str, object], prefix: str = "") -> Row:
     The phase shown is ``stopped`` while ``stopped`` is true, else ``phase``.
     """
     delay = data.get("current_delay", "")
+    pid = data.get("pid")
     return Row(
         name=prefix + str(data.get("name", "?")),
         status=str(data.get("status", "?")),
@@ -102,6 +107,7 @@ def row_from_dict(data: Mapping[str, object], prefix: str = "") -> Row:
         uptime=_int(data, "current_uptime") / 1e9,
         delay=delay if isinstance(delay, str) else "",
         error=" ".join(str(data.get("last_error", "")).split()),
+        pid=pid if isinstance(pid, int) and not isinstance(pid, bool) else None,
     )
 
 
