@@ -22,7 +22,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TextIO, final
 
-from ._report import Row, plain_table, row_from_dict
+from ._report import Row, align, clip, format_duration, row_from_dict
 from ._socketpath import default_dir, default_socket
 
 __all__ = ["Client", "ControlError", "connect", "control_command"]
@@ -179,9 +179,28 @@ def _status(client: Client, names: Sequence[str], as_json: bool, out: TextIO) ->
     if as_json:
         out.write(json.dumps(services, indent=2) + "\n")
     else:
-        rows: list[Row] = [row_from_dict(s) for s in services]
-        out.write(plain_table(rows))
+        out.write(status_table([row_from_dict(s) for s in services]))
     return 0
+
+
+STATUS_HEADERS = ("SERVICE", "STATUS", "PHASE", "PID", "UPTIME", "RESTARTS", "LAST ERROR")
+
+
+def status_table(rows: Sequence[Row], *, max_error: int = 60) -> str:
+    """``trisup status``'s table: each service's status, phase, pid, uptime, restarts, error."""
+    cells = [
+        (
+            r.name,
+            r.status,
+            r.phase,
+            "-" if r.pid is None else str(r.pid),
+            format_duration(r.uptime) if r.uptime > 0 else "-",
+            str(r.restarts),
+            clip(r.error, max_error) if r.error else "-",
+        )
+        for r in rows
+    ]
+    return align(STATUS_HEADERS, cells, numeric=frozenset({3, 4, 5}))
 
 
 def _act(
@@ -192,7 +211,7 @@ def _act(
     results: list[dict[str, object]] = []
     if every and verb == "restart":
         data = client.request("POST", "/api/services/restart")
-        results: list[dict[str, object]] = [{"name": "all", "ok": True, "message": _message(data)}]
+        results.append({"name": "all", "ok": True, "message": _message(data)})
     else:
         targets = _targets(client.services(), verb) if every else list(names)
         for name in targets:
@@ -284,22 +303,27 @@ def control_command(
     as_json: bool = False,
     lines: int = 10,
     follow: bool = False,
-    out: TextIO = sys.stdout,
-    err: TextIO = sys.stderr,
+    out: TextIO | None = None,
+    err: TextIO | None = None,
 ) -> int:
-    """Run one control command (``status``, a verb, ``tail`` or ``reload``); the exit code."""
+    """Run one control command (``status``, a verb, ``tail`` or ``reload``); the exit code.
+
+    *out* and *err* default to the current ``sys.stdout`` and ``sys.stderr``.
+    """
+    stdout: TextIO = sys.stdout if out is None else out
+    stderr: TextIO = sys.stderr if err is None else err
     try:
         client = connect(socket_path=socket_path, url=url, token=token, file=file, timeout=timeout)
         if command == "status":
-            return _status(client, names, as_json, out)
+            return _status(client, names, as_json, stdout)
         if command in VERBS:
-            return _act(client, command, names, as_json, out, err)
+            return _act(client, command, names, as_json, stdout, stderr)
         if command == "tail":
-            return _tail(client, names[0], lines, follow, as_json, out)
+            return _tail(client, names[0], lines, follow, as_json, stdout)
         if command == "reload":
-            return _reload(client, as_json, out)
+            return _reload(client, as_json, stdout)
     except ControlError as exc:
-        err.write(f"trisup: {exc}\n")
+        stderr.write(f"trisup: {exc}\n")
         return 1
     except KeyboardInterrupt:
         return 130 if command != "tail" else 0

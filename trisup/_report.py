@@ -37,7 +37,6 @@ HEADERS = (
     "SERVICE",
     "STATUS",
     "PHASE",
-    "PID",
     "STARTS",
     "RESTARTS",
     "FAILS",
@@ -46,10 +45,9 @@ HEADERS = (
     "LAST ERROR",
 )
 """The table's columns; PHASE is the shown phase (``stopped`` while stopped by hand, else
-the `Phase`), PID the process's child (``-`` for none, or not a process), FAILS counts
-consecutive failures."""
+the `Phase`), FAILS counts consecutive failures."""
 
-NUMERIC = frozenset({3, 4, 5, 6, 7, 8})
+NUMERIC = frozenset({3, 4, 5, 6, 7})
 """The columns of `HEADERS` that hold numbers."""
 
 
@@ -67,7 +65,7 @@ class Row:
     uptime: float
     delay: str
     error: str
-    pid: int | None = None
+    pid: int | None = None  # a process's child; not a column of the live table
 
     def cells(self) -> tuple[str, ...]:
         """The row's cells as text, in the order of `HEADERS`."""
@@ -75,7 +73,6 @@ class Row:
             self.name,
             self.status,
             self.phase,
-            "-" if self.pid is None else str(self.pid),
             str(self.starts),
             str(self.restarts),
             str(self.fails),
