@@ -20,10 +20,14 @@ import time
 import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
+from openapi_schema_validator import OAS31Validator
+from openapi_schema_validator import validate as validate_schema
 
 from trisup.__main__ import main
+from trisup._control import Client, ControlError
 
 pytestmark = pytest.mark.skipif(sys.platform == "win32", reason="Unix sockets and signals")
 
@@ -408,3 +412,40 @@ def test_a_console_port_in_use_is_an_error_at_startup(tmp_path: Path) -> None:
     )
     assert result.stdout == ""  # no service was started
     assert not (tmp_path / "ctl" / "app.sock").exists()
+
+
+def test_the_output_and_reload_answers_follow_the_openapi_document(
+    tmp_path: Path, started: list[Instance], capsys: pytest.CaptureFixture[str]
+) -> None:
+    """The socket's output and reload answers match its OpenAPI document; bad queries are 400."""
+    path = write(tmp_path, config(service("ticker", TICKER)))
+    instance = launch(started, path, "ticker")
+    instance.wait_for(r'service=ticker .*msg="tick 2"')
+    client = Client(str(tmp_path / "ctl" / "app.sock"), None, None, TIMEOUT)
+
+    def get(path: str) -> Any:  # the JSON, its shape checked against the document
+        return client.request("GET", path)
+
+    document = get("/api/openapi.json")
+    paths = document["paths"]
+    assert sorted(paths["/api/service/{name}/output"]) == ["get"]
+    assert sorted(paths["/api/reload"]) == ["post"]
+
+    def check(data: object, schema: str) -> None:
+        ref = {"$ref": f"#/components/schemas/{schema}", "components": document["components"]}
+        validate_schema(data, ref, cls=OAS31Validator)
+
+    whole = get("/api/service/ticker/output")
+    check(whole, "Output")
+    count = whole["count"]
+    assert whole["lines"][0] == {"stream": "stdout", "line": f"pid {whole['pid']}"}
+    assert len(whole["lines"]) == count  # all still in the ring
+    later = get(f"/api/service/ticker/output?after={count}&wait=5")
+    assert later["count"] > count  # the long poll returned with the next line
+    assert later["lines"][0]["line"] == f"tick {count - 1}"  # "pid" was the first line
+    beyond = get("/api/service/ticker/output?after=999999999")
+    assert beyond["lines"][0]["line"].startswith("pid ")  # a new instance: from the start
+    for query in ("after=x", "after=-1", "wait=61", "wait=nan"):
+        with pytest.raises(ControlError, match="after must be an integer >= 0"):
+            get(f"/api/service/ticker/output?{query}")
+    check(client.request("POST", "/api/reload"), "Reload")

@@ -189,7 +189,7 @@ class _Handlers:
             after = 0
         if wait > 0 and process.output_count <= after:
             with trio.move_on_after(wait):
-                await process.wait_output(after)
+                await self._output_or_closing(process, after)
         count, lines = process.output_since(after)
         return JSONResponse(
             {
@@ -199,6 +199,25 @@ class _Handlers:
                 "lines": [{"stream": stream, "line": line} for stream, line in lines],
             }
         )
+
+    async def _output_or_closing(self, process: ProcessService, after: int) -> None:
+        """Wait for a line after the first *after*, or for the server to begin closing.
+
+        A long poll must not hold a stopping server for its grace period.
+        """
+        closing = self.state.closing
+        async with trio.open_nursery() as nursery:
+
+            async def output() -> None:
+                await process.wait_output(after)
+                nursery.cancel_scope.cancel(reason="output arrived")
+
+            async def close() -> None:
+                await closing.wait()
+                nursery.cancel_scope.cancel(reason="server closing")
+
+            nursery.start_soon(output)
+            nursery.start_soon(close)
 
     def _process(self, name: str) -> ProcessService | Response:
         for service in self.manager.services():
