@@ -23,11 +23,16 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+import trio
+import trio.testing
 from openapi_schema_validator import OAS31Validator
 from openapi_schema_validator import validate as validate_schema
 
 from trisup.__main__ import main
 from trisup._control import Client, ControlError
+from trisup._reload import Reloader, ReloadError
+from trisup._tomlconfig import build, load_config
+from trisup.process import ProcessService
 
 pytestmark = pytest.mark.skipif(sys.platform == "win32", reason="Unix sockets and signals")
 
@@ -449,3 +454,41 @@ def test_the_output_and_reload_answers_follow_the_openapi_document(
         with pytest.raises(ControlError, match="after must be an integer >= 0"):
             get(f"/api/service/ticker/output?{query}")
     check(client.request("POST", "/api/reload"), "Reload")
+
+
+async def test_reloads_are_serialized_and_refused_while_stopping(tmp_path: Path) -> None:
+    """A reload during a reload waits, then applies the newest file; a stopping manager refuses."""
+    path = write(tmp_path, config(service("a", SLEEPER)))
+    plan = load_config(path)
+    manager, processes = build(plan, with_http=False)
+    stopping = [False]
+    reloader = Reloader(manager, plan, processes, stopping=lambda: stopping[0])
+    results: list[str] = []
+
+    def version(n: int) -> str:
+        return config(service("a", SLEEPER, f"env = {{ VERSION = '{n}' }}"))
+
+    async def reload() -> None:
+        results.append((await reloader.reload()).summary())
+
+    with trio.fail_after(TIMEOUT):
+        async with trio.open_nursery() as nursery:
+            await nursery.start(manager.serve)
+            path.write_text(version(2))
+            async with trio.open_nursery() as both:
+                both.start_soon(reload)
+                await trio.testing.wait_all_tasks_blocked()  # the first deletes the old a
+                path.write_text(version(3))
+                both.start_soon(reload)
+            # without the lock both would delete the old a, then both add one: a conflict
+            assert results == ["changed a; 0 unchanged", "changed a; 0 unchanged"]
+            (current,) = manager.services()
+            assert isinstance(current, ProcessService) and current.env == {"VERSION": "3"}
+            assert processes == [current]
+            path.write_text(config(service("b", SLEEPER)))
+            stopping[0] = True
+            with pytest.raises(ReloadError, match="manager app is stopping") as refused:
+                await reloader.reload()
+            assert refused.value.status == 409
+            assert manager.services() == [current]
+            nursery.cancel_scope.cancel()
