@@ -37,6 +37,8 @@ from ._state import ConsoleState
 __all__ = ["ControlPlane"]
 
 logger = logging.getLogger("trisup.control")
+_server_log = logging.getLogger("trisup.control.server")
+_server_log.setLevel(logging.WARNING)  # Hypercorn's "Running on ... (CTRL + C to quit)"
 
 
 @final
@@ -152,7 +154,7 @@ class ControlPlane:
         config = Config()
         config.bind = [f"fd://{fd}"]
         config.accesslog = None
-        config.errorlog = logging.getLogger("trisup.control.server")
+        config.errorlog = _server_log
         config.graceful_timeout = GRACE
         config.include_server_header = False
         with scope:
