@@ -546,7 +546,7 @@ def test_kill_after_defaults_below_stop_timeout() -> None:
     assert kill_after_for(2.0) == 1.5
     assert kill_after_for(60.0) == 59.0
     svc = ProcessService("svc", ["true"], stop_signal=signal.SIGINT)
-    assert (svc.kill_after, svc.stop_signal) == (9.0, signal.SIGINT)
+    assert (svc.kill_after, svc.stop_signal) == (None, signal.SIGINT)  # from stop_timeout
     assert repr(svc) == "<trisup.ProcessService 'svc' argv=['true'] pid=None>"
 
 

@@ -2,7 +2,7 @@
 
 Subcommands:
 
-- ``trisup run FILE [--no-live]``: supervise the services a TOML file declares.
+- ``trisup run FILE [--no-live] [--subreaper]``: supervise the services a TOML file declares.
 - ``trisup check FILE [--failures N]``: validate the file; print each restart schedule.
 - ``trisup status [NAME...]``, ``start|stop|restart|reset NAME...|all``,
   ``tail [-f] [-n N] NAME``, ``reload``: control a running ``trisup run`` over its
@@ -156,6 +156,14 @@ def build_parser() -> argparse.ArgumentParser:
     )
     run.add_argument("file", metavar="FILE", help="the TOML file (see 'trisup check')")
     run.add_argument("--no-live", action="store_true", help="print log lines even in a terminal")
+    run.add_argument(
+        "--subreaper",
+        action="store_true",
+        help=(
+            "adopt and reap the orphans of the services' descendants, and kill those that"
+            " escaped their process group at shutdown (Linux; automatic as PID 1)"
+        ),
+    )
     check = commands.add_parser(
         "check",
         help="validate a TOML file and print each service's restart schedule",
@@ -229,7 +237,13 @@ def main(argv: list[str] | None = None) -> int:
     command: str | None = args.command
     try:
         if command == "run":
-            return run_command(args.file, live=not args.no_live, out=sys.stdout, err=sys.stderr)
+            return run_command(
+                args.file,
+                live=not args.no_live,
+                subreaper=args.subreaper,
+                out=sys.stdout,
+                err=sys.stderr,
+            )
         if command == "check":
             return check_command(args.file, failures=args.failures, out=sys.stdout, err=sys.stderr)
         if command == "status" and args.url and not args.names and not args.json:

@@ -24,13 +24,16 @@ from typing import TYPE_CHECKING, TextIO, final
 import trio
 
 from ._controlplane import control_plane
+from ._credentials import describe_credentials
 from ._errors import FatalError, find_terminate
 from ._manager import Manager
+from ._reaper import containment
+from ._reaper import supported as reaper_supported
 from ._report import LogfmtHandler, Row, clip, plain_table, row_from_dict
 from ._socketpath import SocketError
 from ._status import ExitStatus, RestartPolicy, go_duration
 from ._tomlconfig import ConfigError, Plan, ServicePlan, build, load_config
-from .process import ProcessService, signal_name
+from .process import ProcessService, kill_after_for, signal_name
 
 if TYPE_CHECKING:
     from ._live import LiveView
@@ -127,6 +130,7 @@ async def supervise(
     *,
     view: LiveView | None = None,
     duration: float | None = None,
+    subreaper: bool = False,
     control: ControlPlane | None = None,
     task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED,
 ) -> Supervised:
@@ -135,9 +139,11 @@ async def supervise(
     The first signal starts the graceful shutdown (reverse start order, each
     service within its ``stop_timeout``); a second one makes every process in
     *processes* skip its grace period (``SIGKILL`` at once). With *view*, the
-    live table runs beside the manager until its shutdown is over. With
+    live table runs beside the manager until its shutdown is over. Ready once
+    the manager is serving. With *subreaper* (or as PID 1), trisup adopts and
+    reaps orphans, and ends the escaped descendants after the shutdown. With
     *control*, the control socket and console listen before any service starts,
-    until the shutdown is over. Ready once the manager is serving.
+    until the shutdown is over.
     """
     error: Exception | None = None
     serve_scope = trio.CancelScope()
@@ -151,11 +157,12 @@ async def supervise(
             if control is not None:  # the control plane first: before any service
                 await nursery.start(control.serve)
             nursery.start_soon(_watch_signals, signals, serve_scope, manager, processes, received)
-            with serve_scope:
-                try:
-                    await manager.serve(task_status=task_status)
-                except Exception as exc:
-                    error = exc
+            async with containment(nursery, requested=subreaper):
+                with serve_scope:
+                    try:
+                        await manager.serve(task_status=task_status)
+                    except Exception as exc:
+                        error = exc
             nursery.cancel_scope.cancel(reason="trisup: manager stopped")
     return Supervised(exit_status(manager, error), received[0] if received else None)
 
@@ -208,8 +215,13 @@ def cli_logging(out: TextIO, view: LiveView | None) -> Generator[None]:
 # --------------------------------------------------------------------- run
 
 
-def run_command(path: str, *, live: bool = True, out: TextIO, err: TextIO) -> int:
+def run_command(
+    path: str, *, live: bool = True, subreaper: bool = False, out: TextIO, err: TextIO
+) -> int:
     """``trisup run FILE``: supervise the file's services until a signal."""
+    if subreaper and not reaper_supported:
+        print("trisup: --subreaper needs Linux (PR_SET_CHILD_SUBREAPER)", file=err)
+        return 1
     try:
         plan = load_config(path)
         manager, processes = build(plan, with_http=False)
@@ -222,7 +234,9 @@ def run_command(path: str, *, live: bool = True, out: TextIO, err: TextIO) -> in
     view = make_live_view([("", manager)], out, title=f"trisup · {manager.name}") if live else None
     try:
         with cli_logging(out, view):
-            run = functools.partial(supervise, manager, processes, view=view, control=control)
+            run = functools.partial(
+                supervise, manager, processes, view=view, subreaper=subreaper, control=control
+            )
             result = trio.run(run)
     finally:
         control.close()
@@ -245,11 +259,13 @@ def _describe_process(service: ServicePlan) -> list[str]:
         ready = f"ready after {made.ready_after:g}s up"
     else:
         ready = "ready at spawn"
-    stop = f"stop: {made.stop_signal.name}, SIGKILL after {made.kill_after:g}s"
+    kill_after = made.kill_after or kill_after_for(service.config.stop_timeout)
+    stop = f"stop: {made.stop_signal.name}, SIGKILL after {kill_after:g}s"
     lines.append(f"{ready}; {stop}")
     if made.fatal_exit_codes:
         codes = ", ".join(str(c) for c in sorted(made.fatal_exit_codes))
         lines.append(f"fatal exit codes: {codes}")
+    lines += describe_credentials(made)
     return lines
 
 

@@ -10,6 +10,7 @@ from typing import Protocol
 import trio
 
 from ._clock import trio_now
+from ._config import ServiceConfig
 from ._timer import DeadlineTimer
 from ._tree import Tree
 
@@ -76,6 +77,9 @@ class Running(Protocol):
 
     @property
     def ctx(self) -> ServeContext | None: ...
+
+    @property
+    def config(self) -> ServiceConfig: ...
 
     def stop_event(self) -> trio.Event: ...
 

@@ -6,6 +6,7 @@ from typing import TYPE_CHECKING, cast, final
 
 import trio
 
+from ._config import ServiceConfig
 from ._context import runner_of_current_task
 
 if TYPE_CHECKING:
@@ -39,6 +40,11 @@ class CurrentService:
         ctx = self._runner.ctx
         assert ctx is not None  # a service's task runs only while its manager serves
         return cast("Manager", ctx.manager)
+
+    @property
+    def config(self) -> ServiceConfig:
+        """The service's `ServiceConfig` (its ``stop_timeout``, for instance)."""
+        return self._runner.config
 
     @property
     def stop_requested(self) -> trio.Event:

@@ -55,6 +55,9 @@ _PROCESS_KEYS = (
     "kill_after",
     "fatal_exit_codes",
     "output_lines",
+    "user",
+    "group",
+    "umask",
 )
 _HTTP_KEYS = ("bind", "prefix", "token")
 

@@ -17,12 +17,14 @@ any other code, a signal  `ProcessExited`: a failure, restarted by policy
 
 The child runs in its own session and process group. When the child exits,
 anything left in its group is killed; when the service is stopped, the group
-gets ``stop_signal``, then ``SIGKILL`` once ``kill_after`` seconds have passed.
+gets ``stop_signal`` (and ``SIGCONT``, so a stopped child sees it), then ``SIGKILL``
+once ``kill_after`` seconds have passed.
 That cleanup runs in a ``finally`` with a shielded, bounded scope, so no process
 is left behind on any way out of ``serve``: a stop, a restart, a failure, the
 manager's cancellation or a ``KeyboardInterrupt``. (A process that leaves the
-group on purpose, with ``setsid``, is out of reach, as is everything when the
-supervisor itself is killed with ``SIGKILL``.)
+group on purpose, with ``setsid``, is out of reach but for a subreaper,
+`trisup._reaper`. On Linux the child also dies with the supervisor, even one killed
+with ``SIGKILL``: see `trisup._spawn`.)
 
 stdout and stderr are read line by line: each line is logged at INFO on the
 ``trisup.process.<name>`` logger (``extra``: ``service``, ``stream``, ``pid``,
@@ -36,13 +38,13 @@ import logging
 import os
 import re
 import signal
-import subprocess
 from collections import deque
 from collections.abc import Iterable, Mapping, Sequence
 from typing import final
 
 import trio
 
+from ._credentials import account_of, effective, group_of, umask_of
 from ._current import current_service
 from ._errors import RestartNow, as_fatal
 from ._procargs import (
@@ -54,6 +56,7 @@ from ._procargs import (
     seconds,
     signal_of,
 )
+from ._spawn import Child, spawn
 from ._status import ExitStatus
 
 __all__ = [
@@ -133,7 +136,7 @@ class _Run:
 
     __slots__ = ("killed", "last_stderr", "pid", "process", "signalled")
 
-    def __init__(self, process: trio.Process) -> None:
+    def __init__(self, process: Child) -> None:
         self.process = process
         self.pid = process.pid
         self.last_stderr = ""
@@ -182,12 +185,20 @@ class ProcessService:
             it is ready as soon as the child is spawned.
         stop_signal: sent to the process group when the service is stopped.
         kill_after: seconds from ``stop_signal`` to ``SIGKILL`` of the group.
-            Keep it below the service's ``stop_timeout`` (the default, 9 s,
-            suits the default ``stop_timeout`` of 10 s; see `kill_after_for`).
+            Keep it below the service's ``stop_timeout``. By default it is
+            ``kill_after_for(stop_timeout)`` of the service's own configuration,
+            taken when it is served (9 s for the default 10 s; 9 s too when it
+            is served outside a manager).
         fatal_exit_codes: exit codes that end the whole tree with a
             `FatalError` (its status is the code when it is an `ExitStatus`,
             else ``ERROR``).
         output_lines: how many of the last output lines `output_tail` keeps.
+        user: run the child as this user (a name or a uid), with its groups
+            and its ``HOME``, ``USER`` and ``LOGNAME`` (``env`` overrides them).
+            Needs root, unless it is the user trisup runs as already.
+        group: run the child with this group (a name or a gid; default: the
+            user's group).
+        umask: the child's umask, an int (``0o027``) or octal digits (``"027"``).
 
     Raises:
         TypeError: an argument has the wrong type (the message names it).
@@ -206,9 +217,12 @@ class ProcessService:
         ready_pattern: str | re.Pattern[str] | None = None,
         ready_after: float | None = None,
         stop_signal: int = signal.SIGTERM,
-        kill_after: float = DEFAULT_KILL_AFTER,
+        kill_after: float | None = None,
         fatal_exit_codes: Iterable[int] = (),
         output_lines: int = 100,
+        user: str | int | None = None,
+        group: str | int | None = None,
+        umask: int | str | None = None,
     ) -> None:
         if not isinstance(name, str) or not name:
             raise TypeError(f"service name must be a non-empty str, not {name!r}")
@@ -223,7 +237,10 @@ class ProcessService:
         if self.ready_pattern is not None and self.ready_after is not None:
             raise ValueError("ready_pattern and ready_after cannot be combined; choose one")
         self.stop_signal = signal_of(stop_signal)
-        self.kill_after = seconds("kill_after", kill_after)
+        self.kill_after = None if kill_after is None else seconds("kill_after", kill_after)
+        self.user = account_of(user)
+        self.group = group_of(group)
+        self.umask = umask_of(umask)
         self.fatal_exit_codes = fatal_codes_of(fatal_exit_codes)
         if isinstance(output_lines, bool) or not isinstance(output_lines, int):
             raise TypeError(f"output_lines must be an int, not {type(output_lines).__name__}")
@@ -238,6 +255,7 @@ class ProcessService:
         self.relaunches = 0
         self._expedited = False
         self._grace: trio.CancelScope | None = None
+        self._kill_after = DEFAULT_KILL_AFTER  # of the current serve
 
     def __repr__(self) -> str:
         return f"<trisup.ProcessService {self.name!r} argv={list(self.argv)!r} pid={self.pid}>"
@@ -313,6 +331,7 @@ class ProcessService:
             OSError: the program could not be started.
         """
         self._expedited = False
+        self._kill_after = self._kill_after_now()
         readiness = _Readiness(task_status)
         run = await self._launch(readiness)
         returncode = run.returncode
@@ -336,16 +355,12 @@ class ProcessService:
 
     async def _launch(self, readiness: _Readiness) -> _Run:
         """One run of the child, from spawn to reaping."""
-        env = None if self.env is None else {**os.environ, **self.env}
-        process = await trio.lowlevel.open_process(
-            self.argv,
-            stdin=subprocess.DEVNULL,
-            stdout=subprocess.PIPE,
-            stderr=subprocess.PIPE,
-            cwd=self.cwd,
-            env=env,
-            start_new_session=True,
-        )
+        credentials = effective(self.user, self.group, self.umask)
+        env = None
+        if self.env is not None or self.user is not None:
+            account = {} if self.user is None else self.user.env()
+            env = {**os.environ, **account, **(self.env or {})}
+        process = await spawn(self.argv, cwd=self.cwd, env=env, credentials=credentials)
         run = _Run(process)
         try:
             self.pid = run.pid
@@ -380,19 +395,30 @@ class ProcessService:
             self.returncode = process.returncode
             self.pid = None
 
+    def _kill_after_now(self) -> float:
+        """``kill_after``, or the one that suits the service's own ``stop_timeout``."""
+        if self.kill_after is not None:
+            return self.kill_after
+        try:
+            return kill_after_for(current_service().config.stop_timeout)
+        except RuntimeError:  # served outside a trisup manager
+            return DEFAULT_KILL_AFTER
+
     def _send_stop_signal(self, run: _Run) -> None:
         if run.signalled is None:
             _signal_group(run.pid, signal.SIGKILL if self._expedited else self.stop_signal)
+            if not self._expedited:  # a stopped (SIGSTOP) child sees the signal only now
+                _signal_group(run.pid, signal.SIGCONT)
             run.signalled = trio.current_time()
 
     async def _stop_group(self, run: _Run) -> None:
         """Stop the child's group (shielded, bounded); leftovers get ``SIGKILL``."""
         process = run.process
-        with trio.move_on_after(self.kill_after + _REAP_TIMEOUT, shield=True):
+        with trio.move_on_after(self._kill_after + _REAP_TIMEOUT, shield=True):
             if process.returncode is None and not self._expedited:
                 self._send_stop_signal(run)
                 assert run.signalled is not None
-                with trio.move_on_at(run.signalled + self.kill_after) as grace:
+                with trio.move_on_at(run.signalled + self._kill_after) as grace:
                     self._grace = grace
                     await process.wait()
                 self._grace = None
@@ -401,7 +427,7 @@ class ProcessService:
                     self._log.warning(
                         "%s did not exit within %gs of %s; killing its process group",
                         self.name,
-                        self.kill_after,
+                        self._kill_after,
                         self.stop_signal.name,
                         extra={"service": self.name, "event": "kill", "pid": run.pid},
                     )
