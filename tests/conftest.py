@@ -24,6 +24,18 @@ def _quiet_trisup_logs() -> Iterator[None]:
     logger.setLevel(previous)
 
 
+@pytest.fixture(autouse=True)
+def _private_runtime_dir(
+    tmp_path_factory: pytest.TempPathFactory, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Each test's `trisup run` puts its control socket in a directory of its own.
+
+    The default, ``$XDG_RUNTIME_DIR/trisup/<name>.sock``, would otherwise be shared by
+    every test (and every test run on the machine) using the same manager name.
+    """
+    monkeypatch.setenv("XDG_RUNTIME_DIR", str(tmp_path_factory.mktemp("run")))
+
+
 # ---- hypothesis: HYPOTHESIS_PROFILE=fuzz (nox -s fuzz) searches far longer ------------
 
 settings.register_profile("ci", max_examples=300, deadline=None)

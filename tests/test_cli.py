@@ -270,7 +270,7 @@ def test_repairs_are_applied_and_logged_once(caplog: pytest.LogCaptureFixture) -
         (
             "[manager]\nbogus = 1\n[services.web]\ncommand = ['x']\n",
             "f.toml: [manager] bogus: unknown key"
-            " (expected name, stop_timeout, strategy, intensity, period, stop_order)",
+            " (expected name, stop_timeout, strategy, intensity, period, stop_order, socket)",
         ),
         (
             "[http]\nbind = 'localhost'\n[services.web]\ncommand = ['x']\n",

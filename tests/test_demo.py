@@ -200,7 +200,7 @@ def test_demo_help_names_duration(capsys: pytest.CaptureFixture[str]) -> None:
             "argument --failures: must be at least 1, not '0'",
         ),
         (["check", "f.toml", "--failures", "x"], "argument --failures: not an integer: 'x'"),
-        (["status"], "the following arguments are required: --url"),
+        (["tail"], "the following arguments are required: NAME"),
         (["run"], "the following arguments are required: FILE"),
     ],
 )

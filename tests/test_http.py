@@ -476,6 +476,7 @@ async def test_openapi_lists_every_route(autojump_clock: trio.testing.MockClock)
             "/debug/supervisor/": ["get"],
             f"{API}/services": ["get"],
             f"{API}/service/{{name}}": ["get"],
+            f"{API}/service/{{name}}/output": ["get"],
             f"{API}/services/restart": ["post"],
             f"{API}/events": ["get"],
             f"{API}/openapi.json": ["get"],

@@ -150,7 +150,10 @@ async def test_no_backoff_and_no_stop_line_in_a_shutdown(
 
 
 def test_trisup_run_log_text(tmp_path: Path) -> None:
-    """A real `trisup run --no-live` with a console: no banner, no error on a clean stop."""
+    """A real `trisup run --no-live` with a console: no banner, no error on a clean stop.
+
+    (Under `trisup run` the console is not a service: it has no exit line.)
+    """
     path = tmp_path / "services.toml"
     path.write_text(
         textwrap.dedent(
@@ -190,7 +193,7 @@ def test_trisup_run_log_text(tmp_path: Path) -> None:
         head: list[str] = []
         for line in proc.stdout:
             head.append(line)
-            if "event=listening" in line:
+            if 'msg="service steady ready"' in line:
                 break
         proc.send_signal(signal.SIGTERM)
         out, err = proc.communicate(timeout=30)
@@ -203,7 +206,7 @@ def test_trisup_run_log_text(tmp_path: Path) -> None:
     assert proc.returncode == 0, err
     assert "CTRL + C" not in text and "Running on" not in text
     exited = [line for line in text.splitlines() if "outcome=stopped" in line]
-    assert sorted(line.split("service=")[1].split()[0] for line in exited) == ["console", "steady"]
+    assert sorted(line.split("service=")[1].split()[0] for line in exited) == ["steady"]
     assert all("error=" not in line and 'exited (stopped)"' in line for line in exited)
     assert "service web stopped" not in text
     assert 'msg="service steady stopped"' in text

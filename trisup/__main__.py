@@ -4,7 +4,9 @@ Subcommands:
 
 - ``trisup run FILE [--no-live] [--subreaper]``: supervise the services a TOML file declares.
 - ``trisup check FILE [--failures N]``: validate the file; print each restart schedule.
-- ``trisup status --url URL [--token TOKEN]``: the services table of a running instance.
+- ``trisup status [NAME...]``, ``start|stop|restart|reset NAME...|all``,
+  ``tail [-f] [-n N] NAME``, ``reload``: control a running ``trisup run`` over its
+  socket (``-s PATH``, ``-c FILE``) or its console (``--url URL [--token TOKEN]``).
 - ``trisup demo [--duration SECONDS] [--no-live] [--print-config]``: the showcase.
 
 ``main`` returns the exit code instead of exiting, so it can be called from
@@ -19,9 +21,12 @@ import sys
 
 from . import __version__
 from ._cli import check_command, run_command, status_command
+from ._control import control_command
 from ._demo import DEFAULT_DURATION, demo_config, run_demo
 
 __all__ = ["build_parser", "main"]
+
+CONTROL_COMMANDS = ("status", "start", "stop", "restart", "reset", "tail", "reload")
 
 
 def _seconds(text: str) -> float:
@@ -45,6 +50,87 @@ def _count(text: str) -> int:
         raise argparse.ArgumentTypeError(f"not an integer: {text!r}") from None
     if value < 1:
         raise argparse.ArgumentTypeError(f"must be at least 1, not {text!r}")
+    return value
+
+
+def _control_parsers(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:  # pyright: ignore[reportPrivateUsage]
+    """``status``, the verbs, ``tail`` and ``reload``: commands to a running ``trisup run``."""
+    where = argparse.ArgumentParser(add_help=False)
+    group = where.add_argument_group("connection (default: the only socket of the default dir)")
+    choice = group.add_mutually_exclusive_group()
+    choice.add_argument("-s", "--socket", default=None, metavar="PATH", help="the control socket")
+    choice.add_argument(
+        "-c",
+        "--config",
+        default=None,
+        metavar="FILE",
+        help="the TOML file 'trisup run' serves: its [manager] socket or name gives the socket",
+    )
+    choice.add_argument(
+        "--url", default=None, help="an HTTP console's base URL, e.g. http://127.0.0.1:8080/debug"
+    )
+    group.add_argument("--token", default=None, help="the console's token (default: $TRISUP_TOKEN)")
+    group.add_argument(
+        "--timeout",
+        type=_seconds,
+        default=60.0,
+        metavar="SECONDS",
+        help="how long to wait for an answer (default: %(default)g)",
+    )
+    group.add_argument("--json", action="store_true", help="print JSON, for scripts")
+    status = commands.add_parser(
+        "status",
+        parents=[where],
+        help="print the services table of a running instance",
+        description="Print the services of a running 'trisup run' (all, or the NAMEs): "
+        "status, phase, pid, starts, restarts, uptime, last error.",
+    )
+    status.add_argument("names", nargs="*", metavar="NAME", help="only these services")
+    for verb in ("start", "stop", "restart", "reset"):
+        action = commands.add_parser(
+            verb,
+            parents=[where],
+            help=f"{verb} services of a running instance",
+            description=f"{verb.capitalize()} the NAMEd services of a running 'trisup run', "
+            "one after another ('all': every service, skipping those already in that state). "
+            "Exit status 1 if any was refused.",
+        )
+        action.add_argument("names", nargs="+", metavar="NAME", help="a service, or 'all'")
+    tail = commands.add_parser(
+        "tail",
+        parents=[where],
+        help="print a process's recent output (and follow it with -f)",
+        description="Print the last lines a process wrote (stdout and stderr), then with -f "
+        "the new ones as they come, until Ctrl-C.",
+    )
+    tail.add_argument("names", nargs=1, metavar="NAME", help="the process")
+    tail.add_argument("-f", "--follow", action="store_true", help="print new lines as they come")
+    tail.add_argument(
+        "-n",
+        "--lines",
+        type=_lines,
+        default=10,
+        metavar="N",
+        help="how many recent lines to print first (default: %(default)d)",
+    )
+    commands.add_parser(
+        "reload",
+        parents=[where],
+        help="re-read the TOML file of a running instance",
+        description="Make a running 'trisup run' re-read its file (as SIGHUP does): new "
+        "services are added, removed ones deleted, changed ones replaced (restarted), the "
+        "others left running. An invalid file changes nothing (exit status 1).",
+    )
+
+
+def _lines(text: str) -> int:
+    """Parse an int >= 0 (an argparse ``type``)."""
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not an integer: {text!r}") from None
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"must be at least 0, not {text!r}")
     return value
 
 
@@ -97,27 +183,7 @@ def build_parser() -> argparse.ArgumentParser:
             " is played out until it does (default: %(default)d)"
         ),
     )
-    status = commands.add_parser(
-        "status",
-        help="print the services table of a running instance",
-        description=(
-            "Fetch GET URL/api/services from a running instance's HTTP console and "
-            "print the same table as the live view."
-        ),
-    )
-    status.add_argument(
-        "--url", required=True, help="the console's base URL, e.g. http://127.0.0.1:8080/debug"
-    )
-    status.add_argument(
-        "--token", default=None, help="the console's token (default: $TRISUP_TOKEN)"
-    )
-    status.add_argument(
-        "--timeout",
-        type=_seconds,
-        default=10.0,
-        metavar="SECONDS",
-        help="how long to wait for the answer (default: %(default)g)",
-    )
+    _control_parsers(commands)
     demo = commands.add_parser(
         "demo",
         help="supervise real processes and in-process services for a while",
@@ -181,9 +247,22 @@ def main(argv: list[str] | None = None) -> int:
             )
         if command == "check":
             return check_command(args.file, failures=args.failures, out=sys.stdout, err=sys.stderr)
-        if command == "status":
+        if command == "status" and args.url and not args.names and not args.json:
             return status_command(
                 args.url, token=args.token, timeout=args.timeout, out=sys.stdout, err=sys.stderr
+            )
+        if command in CONTROL_COMMANDS:
+            return control_command(
+                command,
+                names=getattr(args, "names", ()),
+                socket_path=args.socket,
+                url=args.url,
+                token=args.token,
+                file=args.config,
+                timeout=args.timeout,
+                as_json=args.json,
+                lines=getattr(args, "lines", 10),
+                follow=getattr(args, "follow", False),
             )
         if command == "demo":
             if args.print_config:

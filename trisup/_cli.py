@@ -26,18 +26,21 @@ import outcome
 import trio
 
 from ._background import serve_with_signals
+from ._controlplane import control_plane
 from ._credentials import describe_credentials
 from ._errors import FatalError, find_terminate
 from ._manager import Manager
 from ._reaper import containment
 from ._reaper import supported as reaper_supported
 from ._report import LogfmtHandler, Row, clip, plain_table, row_from_dict
+from ._socketpath import SocketError
 from ._status import ExitStatus, RestartPolicy, go_duration
 from ._tomlconfig import ConfigError, Plan, ServicePlan, build, load_config
 from .process import ProcessService, kill_after_for
 
 if TYPE_CHECKING:
     from ._live import LiveView
+    from .http._plane import ControlPlane
 
 __all__ = [
     "Supervised",
@@ -104,6 +107,7 @@ async def supervise(
     view: LiveView | None = None,
     duration: float | None = None,
     subreaper: bool = False,
+    control: ControlPlane | None = None,
     task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED,
 ) -> Supervised:
     """Serve *manager* until SIGINT / SIGTERM, a fatal error or *duration* seconds.
@@ -114,7 +118,9 @@ async def supervise(
     *processes* skip its grace period (``SIGKILL`` at once). With *view*, the
     live table runs beside the manager until its shutdown is over. Ready once
     the manager is serving. With *subreaper* (or as PID 1), trisup adopts and
-    reaps orphans, and ends the escaped descendants after the shutdown.
+    reaps orphans, and ends the escaped descendants after the shutdown. With
+    *control*, the control socket and console listen before any service starts,
+    until the shutdown is over.
     """
     deadline = math.inf if duration is None else trio.current_time() + duration
 
@@ -125,6 +131,8 @@ async def supervise(
     async with trio.open_nursery() as nursery:
 
         async def serve(*, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
+            if control is not None:  # the control plane first: before any service
+                await nursery.start(control.serve)
             # the escaped descendants are ended (shielded) while the signals are still ours
             async with containment(nursery, requested=subreaper):
                 await manager.serve(task_status=task_status)
@@ -207,21 +215,27 @@ def run_command(
         return 1
     try:
         plan = load_config(path)
-        manager, processes = build(plan)
-    except ConfigError as exc:
+        manager, processes = build(plan, with_http=False)
+        control = control_plane(plan, manager, processes)
+    except (ConfigError, SocketError) as exc:
         print(f"trisup: {exc}", file=err)
         return 1
     for warning in plan.warnings:
         print(f"trisup: warning: {warning}", file=err)
     view = make_live_view([("", manager)], out, title=f"trisup · {manager.name}") if live else None
-    with cli_logging(out, view):
-        run = functools.partial(supervise, manager, processes, view=view, subreaper=subreaper)
-        try:
-            result = trio.run(run)
-        finally:
-            if final:
-                signal.signal(signal.SIGINT, signal.SIG_IGN)
-                signal.signal(signal.SIGTERM, signal.SIG_IGN)
+    try:
+        with cli_logging(out, view):
+            run = functools.partial(
+                supervise, manager, processes, view=view, subreaper=subreaper, control=control
+            )
+            try:
+                result = trio.run(run)
+            finally:
+                if final:
+                    signal.signal(signal.SIGINT, signal.SIG_IGN)
+                    signal.signal(signal.SIGTERM, signal.SIG_IGN)
+    finally:
+        control.close()
     return result.status.as_int()
 
 

@@ -60,9 +60,15 @@ def not_ready(infos: Iterable[ServiceInfo], *, exclude: Iterable[str] = ()) -> l
 
 
 def api_dict(info: ServiceInfo) -> dict[str, object]:
-    """The HTTP API's JSON object of a service: ``to_dict()``'s seed keys, then ``phase``."""
+    """The HTTP API's JSON object of a service: ``to_dict()``'s seed keys, then ``phase``.
+
+    A service whose details hold a ``pid`` (a `ProcessService`) also gets ``pid``.
+    """
     data = info.to_dict()
     data["phase"] = str(info.phase)
+    if "pid" in info.details:
+        pid = info.details["pid"]
+        data["pid"] = pid if isinstance(pid, int) and not isinstance(pid, bool) else None
     return data
 
 

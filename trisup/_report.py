@@ -65,6 +65,7 @@ class Row:
     uptime: float
     delay: str
     error: str
+    pid: int | None = None  # a process's child; not a column of the live table
 
     def cells(self) -> tuple[str, ...]:
         """The row's cells as text, in the order of `HEADERS`."""
@@ -92,6 +93,7 @@ def row_from_dict(data: Mapping[str, object], prefix: str = "") -> Row:
     The phase shown is ``stopped`` while ``stopped`` is true, else ``phase``.
     """
     delay = data.get("current_delay", "")
+    pid = data.get("pid")
     return Row(
         name=prefix + str(data.get("name", "?")),
         status=str(data.get("status", "?")),
@@ -102,6 +104,7 @@ def row_from_dict(data: Mapping[str, object], prefix: str = "") -> Row:
         uptime=_int(data, "current_uptime") / 1e9,
         delay=delay if isinstance(delay, str) else "",
         error=" ".join(str(data.get("last_error", "")).split()),
+        pid=pid if isinstance(pid, int) and not isinstance(pid, bool) else None,
     )
 
 

@@ -6,6 +6,7 @@ The format::
     name = "app"
     stop_timeout = 30
     stop_order = "dependencies"   # the default here; "position" for OTP's order
+    socket = "run/app.sock"       # trisup run's control socket (not a Manager argument)
 
     [http]                        # optional: the HTTP console (the http extra)
     bind = "127.0.0.1:8080"
@@ -132,6 +133,8 @@ class Plan:
         services: the services, in file order.
         http: the console's options, or ``None`` without an ``[http]`` table.
         warnings: things that are allowed but probably wrong.
+        socket: ``[manager] socket``, the control socket's path (resolved against
+            the file's directory), or ``None`` for the default.
     """
 
     file: str
@@ -139,6 +142,7 @@ class Plan:
     services: tuple[ServicePlan, ...]
     http: HttpPlan | None
     warnings: tuple[str, ...]
+    socket: str | None = None
 
 
 def load_config(path: str | os.PathLike[str]) -> Plan:
@@ -215,7 +219,9 @@ class _Parser:
                 raise self.error(
                     None, key, "unknown key (expected [manager], [services.NAME] or [http])"
                 )
-        manager = self.manager(self.table(document.get("manager", {}), "manager"))
+        manager_table = self.table(document.get("manager", {}), "manager")
+        socket = self.socket(manager_table.pop("socket", None))
+        manager = self.manager(manager_table)
         services_table = self.table(document.get("services", {}), "services")
         if not services_table:
             raise self.error("services", None, "no services: add a [services.NAME] table")
@@ -230,7 +236,16 @@ class _Parser:
             services=services,
             http=http,
             warnings=tuple(self.warnings),
+            socket=socket,
         )
+
+    def socket(self, value: object) -> str | None:
+        """``[manager] socket``: a path, relative to the file's directory."""
+        if value is None:
+            return None
+        if not isinstance(value, str) or not value or "\0" in value:
+            raise self.error("manager", "socket", f"must be a non-empty path, not {value!r}")
+        return str(self.base_dir / Path(value).expanduser())
 
     def check_cycles(self, services: tuple[ServicePlan, ...]) -> None:
         graph = {s.name: s.depends_on for s in services}
@@ -274,7 +289,8 @@ class _Parser:
         ]
         for key, value in table.items():
             if key not in allowed:
-                raise self.error("manager", key, f"unknown key (expected {', '.join(allowed)})")
+                expected = ", ".join([*allowed, "socket"])
+                raise self.error("manager", key, f"unknown key (expected {expected})")
             try:
                 Manager(**{key: value})  # type: ignore[arg-type]  # the check is the point
             except (TypeError, ValueError) as exc:

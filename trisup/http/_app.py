@@ -10,7 +10,9 @@ GET      ``P/static/{file}``                  the page's script and style sheet
 GET      ``P/api/services``                   every service's info, registration order
 GET      ``P/api/service/{name}``             one service's info (``to_dict()`` + ``phase``)
 POST     ``P/api/service/{name}/{verb}``      ``restart``, ``stop``, ``start``, ``reset``
+GET      ``P/api/service/{name}/output``      a process's recent output (``?after=N&wait=S``)
 POST     ``P/api/services/restart``           restart every service
+POST     ``P/api/reload``                     re-read the TOML file (``trisup run`` only)
 GET      ``P/api/events``                     server-sent events (see `._sse`)
 GET      ``P/api/openapi.json``               the OpenAPI document
 GET      ``/metrics``                         Prometheus metrics
@@ -23,8 +25,10 @@ Success bodies are ``{"status": "ok", "message": ...}``, errors ``{"error": ...}
 from __future__ import annotations
 
 import logging
+import math
+from collections.abc import Awaitable, Callable
 from importlib import resources
-from typing import final
+from typing import TypeVar, final
 from urllib.parse import unquote
 
 import trio
@@ -46,8 +50,10 @@ from .._errors import (
 )
 from .._health import api_dict, not_ready
 from .._manager import Manager
+from .._reload import ReloadDiff, ReloadError
 from .._service import Service
 from .._status import Phase
+from ..process import ProcessService
 from ._json import JSONResponse, error_response, json_bytes, ok_response
 from ._openapi import VERBS, openapi_document
 from ._security import Guard
@@ -71,6 +77,11 @@ _PAGE_POLICY = (
 )
 _DONE = {"restart": "restarted", "stop": "stopped", "start": "started", "reset": "reset"}
 _RUNNING = frozenset({Phase.STARTING, Phase.RUNNING})  # a start of these is a 409
+MAX_WAIT = 60.0
+"""The longest ``wait`` of ``GET P/api/service/{name}/output``, in seconds."""
+
+Reload = Callable[[], Awaitable[ReloadDiff]]
+"""What ``POST P/api/reload`` calls (`trisup._reload.Reloader.reload`)."""
 
 
 def _load_assets() -> dict[str, bytes]:
@@ -90,14 +101,18 @@ class _Handlers:
         token_required: bool,
         registry: CollectorRegistry,
         console: Service | None,
+        reloader: Reload | None,
     ) -> None:
         self.state = state
+        self.reloader = reloader
         self.manager: Manager = state.manager
         self.prefix = prefix
         self.registry = registry
         self.console = console
         self.assets = _load_assets()
-        self.openapi = json_bytes(openapi_document(prefix, token_required=token_required))
+        self.openapi = json_bytes(
+            openapi_document(prefix, token_required=token_required, reload=reloader is not None)
+        )
 
     # --------------------------------------------------------------- the page
 
@@ -135,9 +150,13 @@ class _Handlers:
         if not path.startswith(base):  # the prefix itself percent-encoded
             return error_response(404, "not found")
         parts = path[len(base) :].split(b"/")
-        if len(parts) > 2 or not parts[0] or (len(parts) == 2 and parts[1] not in _VERB_BYTES):
+        if len(parts) > 2 or not parts[0] or (len(parts) == 2 and parts[1] not in _SUB_BYTES):
             return error_response(404, "not found")
         name = unquote(parts[0].decode("latin-1"), errors="replace")
+        if len(parts) == 2 and parts[1] == b"output":
+            if request.method not in ("GET", "HEAD"):
+                return error_response(405, "method not allowed", {"Allow": "GET, HEAD"})
+            return await self._output(name, request)
         if len(parts) == 1:
             if request.method not in ("GET", "HEAD"):
                 return error_response(405, "method not allowed", {"Allow": "GET, HEAD"})
@@ -150,6 +169,73 @@ class _Handlers:
             return error_response(405, "method not allowed", {"Allow": "POST"})
         verb = parts[1].decode()
         return await self._act(name, verb)
+
+    async def _output(self, name: str, request: Request) -> Response:
+        """A process's output lines after the first ``after`` (default: the whole ring).
+
+        With ``wait=S``, waits up to ``S`` seconds (at most `MAX_WAIT`) for a line
+        when there is none yet: a long poll, which ``trisup tail -f`` repeats.
+        An ``after`` beyond the count (a new instance after a reload) reads as 0.
+        """
+        after = _number(request.query_params.get("after"), 0, int)
+        wait = _number(request.query_params.get("wait"), 0.0, float)
+        if after is None or after < 0 or wait is None or not 0 <= wait <= MAX_WAIT:
+            text = f"after must be an integer >= 0 and wait a number of seconds 0..{MAX_WAIT:g}"
+            return error_response(400, text)
+        process = self._process(name)
+        if isinstance(process, Response):
+            return process
+        if after > process.output_count:
+            after = 0
+        if wait > 0 and process.output_count <= after:
+            with trio.move_on_after(wait):
+                await self._output_or_closing(process, after)
+        count, lines = process.output_since(after)
+        return JSONResponse(
+            {
+                "name": name,
+                "pid": process.pid,
+                "count": count,
+                "lines": [{"stream": stream, "line": line} for stream, line in lines],
+            }
+        )
+
+    async def _output_or_closing(self, process: ProcessService, after: int) -> None:
+        """Wait for a line after the first *after*, or for the server to begin closing.
+
+        A long poll must not hold a stopping server for its grace period.
+        """
+        closing = self.state.closing
+        async with trio.open_nursery() as nursery:
+
+            async def output() -> None:
+                await process.wait_output(after)
+                nursery.cancel_scope.cancel(reason="output arrived")
+
+            async def close() -> None:
+                await closing.wait()
+                nursery.cancel_scope.cancel(reason="server closing")
+
+            nursery.start_soon(output)
+            nursery.start_soon(close)
+
+    def _process(self, name: str) -> ProcessService | Response:
+        for service in self.manager.services():
+            if service.name == name:
+                if isinstance(service, ProcessService):
+                    return service
+                return error_response(404, f"service {name} is not a process: it has no output")
+        return error_response(404, f"service not found: {name}")
+
+    async def reload(self, request: Request) -> Response:
+        refusal = self._stopping()
+        if refusal is not None or self.reloader is None:
+            return refusal or error_response(404, "not found")
+        try:
+            diff = await self.reloader()
+        except ReloadError as exc:
+            return error_response(exc.status, str(exc))
+        return JSONResponse({"status": "ok", "message": diff.summary(), **diff.to_dict()})
 
     async def _act(self, name: str, verb: str) -> Response:
         refusal = self._stopping()
@@ -241,7 +327,21 @@ class _Handlers:
         return ok_response("ready")
 
 
-_VERB_BYTES = frozenset(v.encode() for v in VERBS)
+_SUB_BYTES = frozenset(v.encode() for v in (*VERBS, "output"))
+
+
+_N = TypeVar("_N", int, float)
+
+
+def _number(text: str | None, default: _N, kind: type[_N]) -> _N | None:
+    """A query parameter as *kind* (``None`` if malformed or not finite), *default* if absent."""
+    if text is None:
+        return default
+    try:
+        value = kind(text)
+    except ValueError:
+        return None
+    return value if math.isfinite(value) else None
 
 
 async def _http_error(request: Request, exc: Exception) -> Response:
@@ -263,6 +363,7 @@ def build_app(
     check_host: bool,
     registry: CollectorRegistry,
     console: Service | None = None,
+    reload: Reload | None = None,
 ) -> ASGIApp:
     """The console's ASGI application, behind its `Guard`.
 
@@ -273,9 +374,15 @@ def build_app(
         check_host: refuse non-loopback ``Host`` headers.
         registry: what ``/metrics`` exposes.
         console: the console service itself, restarted last by a restart of all.
+        reload: what ``POST P/api/reload`` calls; without it, that route is absent.
     """
     h = _Handlers(
-        state, prefix=prefix, token_required=token is not None, registry=registry, console=console
+        state,
+        prefix=prefix,
+        token_required=token is not None,
+        registry=registry,
+        console=console,
+        reloader=reload,
     )
     get = ["GET"]
     routes = [
@@ -294,6 +401,8 @@ def build_app(
         Route("/healthz", h.healthz, methods=get),
         Route("/readyz", h.readyz, methods=get),
     ]
+    if reload is not None:
+        routes.append(Route(f"{prefix}/api/reload", h.reload, methods=["POST"]))
     if prefix:
         routes.append(Route(prefix, h.to_page, methods=get))
     app = Starlette(

@@ -14,7 +14,7 @@ from hypercorn.typing import ASGIFramework
 from prometheus_client.registry import CollectorRegistry
 
 from .._manager import Manager
-from ._app import build_app
+from ._app import Reload, build_app
 from ._metrics import SupervisorCollector
 from ._security import TOKEN_ENV, Bind, parse_bind, resolve_token
 from ._state import ConsoleState
@@ -112,6 +112,8 @@ class ConsoleService:
         registry: the Prometheus registry ``/metrics`` serves; the console's
             `SupervisorCollector` is registered in it. By default a registry of
             the console's own.
+        reload: what ``POST P/api/reload`` calls (``trisup run`` passes its
+            reloader); without it, that route is absent.
 
     Attributes:
         app: the ASGI application, for in-process clients (tests).
@@ -135,6 +137,7 @@ class ConsoleService:
         *,
         name: str = "console",
         registry: CollectorRegistry | None = None,
+        reload: Reload | None = None,
     ) -> None:
         if not isinstance(manager, Manager):
             raise TypeError(f"manager must be a trisup.Manager, not {type(manager).__name__}")
@@ -160,11 +163,17 @@ class ConsoleService:
             check_host=self._token is None,
             registry=registry,
             console=self,
+            reload=reload,
         )
         self.urls: list[str] = []
 
     def __repr__(self) -> str:
         return f"<trisup.http.ConsoleService {self.name!r} bind={str(self._bind)!r}>"
+
+    @property
+    def address(self) -> Bind:
+        """The address it binds (as configured: port 0 stays 0)."""
+        return self._bind
 
     @property
     def token_required(self) -> bool:

@@ -52,18 +52,63 @@ _INFO_PROPERTIES: dict[str, object] = {
         "a service stopped by hand has stopped=true and the phase it is in (idle, or "
         "stopping while it exits).",
     },
+    "pid": {
+        "type": ["integer", "null"],
+        "description": "A process's child, if it has one now (trisup's addition; only for "
+        "processes).",
+    },
 }
 _SERVICE_INFO: dict[str, object] = {
     "type": "object",
     "description": "A service's metrics and runtime state, as the Go package encodes them, "
     "and its lifecycle phase.",
     "additionalProperties": False,
-    "required": list(_INFO_PROPERTIES),
+    "required": [k for k in _INFO_PROPERTIES if k != "pid"],
     "properties": _INFO_PROPERTIES,
 }
 
+_NAMES = {"type": "array", "items": {"type": "string"}}
 _SCHEMAS: dict[str, object] = {
     "ServiceInfo": _SERVICE_INFO,
+    "Output": {
+        "type": "object",
+        "description": "A process's output lines after the first `after` (those still in its "
+        "ring), oldest first.",
+        "additionalProperties": False,
+        "required": ["name", "pid", "count", "lines"],
+        "properties": {
+            "name": {"type": "string"},
+            "pid": {"type": ["integer", "null"], "description": "the current child, if any"},
+            "count": {**_COUNT, "description": "lines received in all: the next `after`"},
+            "lines": {
+                "type": "array",
+                "items": {
+                    "type": "object",
+                    "additionalProperties": False,
+                    "required": ["stream", "line"],
+                    "properties": {
+                        "stream": {"type": "string", "enum": ["stdout", "stderr"]},
+                        "line": {"type": "string"},
+                    },
+                },
+            },
+        },
+    },
+    "Reload": {
+        "type": "object",
+        "description": "What a reload did, by service name.",
+        "additionalProperties": False,
+        "required": ["status", "message", "added", "removed", "changed", "unchanged", "notes"],
+        "properties": {
+            "status": {"const": "ok"},
+            "message": {"type": "string"},
+            "added": _NAMES,
+            "removed": _NAMES,
+            "changed": _NAMES,
+            "unchanged": _NAMES,
+            "notes": _NAMES,
+        },
+    },
     "Ok": {
         "type": "object",
         "additionalProperties": False,
@@ -88,10 +133,13 @@ _SCHEMAS: dict[str, object] = {
 }
 
 _ERROR_TEXT = {
+    400: "A malformed query parameter.",
     401: "The token is missing or wrong.",
     403: "Refused: a non-loopback Host, another origin, or a POST without the token header.",
     404: "No service of that name.",
     409: "Conflict: stopping a stopped service, starting a running one, or a stopping manager.",
+    422: "The configuration file is invalid; nothing changed.",
+    500: "A step of the reload failed; the others were applied.",
     413: "The request body is too large.",
     414: "The request path or query is too long.",
     503: "Too many event streams are open.",
@@ -110,13 +158,16 @@ def _errors(*codes: int) -> dict[str, object]:
     return {str(code): _json("Error", _ERROR_TEXT[code]) for code in codes}
 
 
-def openapi_document(prefix: str, *, token_required: bool) -> dict[str, object]:
+def openapi_document(
+    prefix: str, *, token_required: bool, reload: bool = False
+) -> dict[str, object]:
     """The OpenAPI document of a console under *prefix*.
 
     Args:
         prefix: the console's path prefix (``""`` or ``/a/b``).
         token_required: whether a token is configured; if so every operation
             lists the ways to present it and may answer 401.
+        reload: whether ``POST P/api/reload`` exists (under ``trisup run``).
     """
     auth = (401,) if token_required else ()
     get_errors = (*auth, 403, 414)
@@ -177,6 +228,33 @@ def openapi_document(prefix: str, *, token_required: bool) -> dict[str, object]:
             {"200": _json("ServiceInfo", "The service."), **_errors(404)},
             parameters=[name_param],
         ),
+        f"{api}/service/{{name}}/output": get(
+            "A process's recent output, then (with wait) the next lines as a long poll.",
+            {
+                "200": _json("Output", "The lines."),
+                **_errors(400, 404),
+            },
+            parameters=[
+                name_param,
+                {
+                    "name": "after",
+                    "in": "query",
+                    "required": False,
+                    "description": "Skip the first `after` lines ever received (the `count` "
+                    "of an earlier answer); absent: every line in the ring. A number "
+                    "beyond `count` (a new instance) reads as 0.",
+                    "schema": {"type": "integer", "minimum": 0},
+                },
+                {
+                    "name": "wait",
+                    "in": "query",
+                    "required": False,
+                    "description": "Seconds to wait for a line when there is none yet "
+                    "(default 0, at most 60).",
+                    "schema": {"type": "number", "minimum": 0, "maximum": 60},
+                },
+            ],
+        ),
         f"{api}/services/restart": {
             "post": {
                 "summary": "Restart every service, concurrently; per-service errors are logged.",
@@ -233,6 +311,18 @@ def openapi_document(prefix: str, *, token_required: bool) -> dict[str, object]:
                 "summary": f"{verb.capitalize()} one service.",
                 "parameters": [name_param, token_param],
                 "responses": {"200": _json("Ok", "Done."), **_errors(*post_errors, *extra)},
+            }
+        }
+    if reload:
+        paths[f"{api}/reload"] = {
+            "post": {
+                "summary": "Re-read the TOML file: add, delete and replace the services "
+                "that changed; leave the others running.",
+                "parameters": [token_param],
+                "responses": {
+                    "200": _json("Reload", "Reloaded."),
+                    **_errors(*post_errors, 422, 500),
+                },
             }
         }
     schemes = {
