@@ -25,7 +25,8 @@ import trio
 
 from ._errors import FatalError, find_terminate
 from ._manager import Manager
-from ._report import LogfmtHandler, Row, clip, plain_table, row_from_dict
+from ._logqueue import QueuedLogfmtHandler
+from ._report import Row, clip, plain_table, row_from_dict
 from ._status import ExitStatus, RestartPolicy, go_duration
 from ._tomlconfig import ConfigError, Plan, ServicePlan, build, load_config
 from .process import ProcessService, signal_name
@@ -173,8 +174,10 @@ def make_live_view(
 def cli_logging(out: TextIO, view: LiveView | None) -> Generator[None]:
     """Route trisup's logging to the live view, or to *out* as one logfmt line per event.
 
-    Without a view every event is printed (the ``trisup`` logger at DEBUG);
-    with one, INFO and above are printed above the table. Restored on exit.
+    Without a view every event is printed (the ``trisup`` logger at DEBUG), by a
+    writer thread through a bounded queue: when *out* stalls, lines are dropped and
+    counted, the supervisor never waits. With a view, INFO and above are printed
+    above the table. Restored on exit.
     """
     handler: logging.Handler
     if view is not None:
@@ -183,7 +186,7 @@ def cli_logging(out: TextIO, view: LiveView | None) -> Generator[None]:
         handler = RichLogHandler(view.console)
         level = logging.INFO
     else:
-        handler = LogfmtHandler(out)
+        handler = QueuedLogfmtHandler(out)  # a stalled *out* must not stall the supervisor
         level = logging.DEBUG
     log = logging.getLogger("trisup")
     saved = log.level, log.propagate
@@ -196,6 +199,7 @@ def cli_logging(out: TextIO, view: LiveView | None) -> Generator[None]:
         log.removeHandler(handler)
         log.setLevel(saved[0])
         log.propagate = saved[1]
+        handler.close()
 
 
 # --------------------------------------------------------------------- run

@@ -1,0 +1,489 @@
+"""A child's output at full speed: lines in batches, log files written off the event loop.
+
+A pipe is read in chunks; each chunk's complete lines are handled as one batch:
+
+- the bytes go, as written, to the stream's log file (`LogFile`), whose writes happen
+  in a thread of its own; when more than `PENDING_LIMIT` bytes wait for that thread,
+  the pump stops reading the pipe until they are written, so a slow disk slows the
+  child down (its pipe fills) instead of the event loop or the file losing lines;
+- the last lines go to the ring (`Output.tail`), as bytes, decoded only when read;
+- the count grows by the number of lines and waiters of `Output.wait` wake once.
+
+Only while a ``ready_pattern`` has not matched yet, or with ``log_output`` (one
+`logging.LogRecord` per line, the slow path), is each line decoded on arrival.
+
+`RotatingFile` rotates by size as supervisord does: ``name.log`` is renamed
+``name.log.1`` (``.1`` to ``.2`` and so on, the oldest beyond ``backups`` deleted) once
+the next lines would take it past ``maxbytes``. Lines are never split across files: a
+file exceeds ``maxbytes`` only when it holds a single longer line.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import re
+import threading
+from collections import deque
+from collections.abc import Callable
+from itertools import repeat
+from typing import Protocol, final
+
+import trio
+
+__all__ = [
+    "DEFAULT_BACKUPS",
+    "DEFAULT_MAXBYTES",
+    "MAX_LINE",
+    "PENDING_LIMIT",
+    "LogFile",
+    "Output",
+    "RotatingFile",
+    "byte_size",
+    "log_files",
+]
+
+MAX_LINE = 64 * 1024  # a longer line is cut into pieces of this size
+DEFAULT_MAXBYTES = 50 * 1024 * 1024  # supervisord's logfile_maxbytes
+DEFAULT_BACKUPS = 10  # supervisord's logfile_backups
+PENDING_LIMIT = 1024 * 1024  # bytes queued for a log file before the pipe is left unread
+_CLOSE_TIMEOUT = 1.0  # how long closing a pipe may take
+_IDLE = 10.0  # seconds after which an idle writer thread ends (a new write starts another)
+
+_SIZE = re.compile(r"\s*(\d+)\s*([kmg]i?b?)?\s*", re.IGNORECASE)
+_UNITS = {"": 1, "k": 1024, "m": 1024**2, "g": 1024**3}
+
+
+def byte_size(key: str, value: object) -> int:
+    """A size in bytes: an int, or a string such as ``"50MB"``, ``"512KB"`` or ``"1GiB"``.
+
+    Units are powers of 1024, as supervisord's. Raises `TypeError` or `ValueError`
+    naming *key*.
+    """
+    if isinstance(value, str):
+        match = _SIZE.fullmatch(value)
+        if match is None:
+            raise ValueError(f'{key} must be a number of bytes or a size like "50MB", not {value!r}')
+        unit = (match[2] or "")[:1].lower()
+        return int(match[1]) * _UNITS[unit]
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise TypeError(f"{key} must be an int or a size string, not {type(value).__name__}")
+    if value < 0:
+        raise ValueError(f"{key} must not be negative, not {value}")
+    return value
+
+
+# ------------------------------------------------------------------ files
+
+
+def log_files(
+    *,
+    stdout: str | os.PathLike[str] | None,
+    stderr: str | os.PathLike[str] | None,
+    both: str | os.PathLike[str] | None,
+    maxbytes: object,
+    backups: object,
+) -> dict[str, LogFile]:
+    """The `LogFile` of each stream from `ProcessService`'s options (checked).
+
+    A relative path is made absolute against the current directory. One path for
+    both streams (``logfile``, or the same path twice) gives one shared `LogFile`.
+
+    Raises:
+        TypeError: an option has the wrong type (the message names it).
+        ValueError: an option has a bad value, or ``logfile`` is combined with
+            ``stdout_logfile`` / ``stderr_logfile``.
+    """
+    size = byte_size("logfile_maxbytes", maxbytes)
+    if isinstance(backups, bool) or not isinstance(backups, int):
+        raise TypeError(f"logfile_backups must be an int, not {type(backups).__name__}")
+    if backups < 0:
+        raise ValueError(f"logfile_backups must not be negative, not {backups}")
+    if both is not None:
+        if stdout is not None or stderr is not None:
+            raise ValueError(
+                "logfile cannot be combined with stdout_logfile or stderr_logfile; choose one"
+            )
+        stdout = stderr = both
+    paths: dict[str, str] = {}
+    for key, path in (("stdout", stdout), ("stderr", stderr)):
+        if path is None:
+            continue
+        name = "logfile" if both is not None else f"{key}_logfile"
+        if not isinstance(path, (str, os.PathLike)):
+            raise TypeError(f"{name} must be a path, not {type(path).__name__}")
+        text = os.fspath(path)
+        if not text or "\0" in text:
+            raise ValueError(f"{name} must be a non-empty path without NUL bytes, not {text!r}")
+        paths[key] = os.path.abspath(text)
+    files: dict[str, LogFile] = {}
+    shared: dict[str, LogFile] = {}
+    for key, path in paths.items():
+        if path not in shared:
+            shared[path] = LogFile(path, maxbytes=size, backups=backups)
+        files[key] = shared[path]
+    return files
+
+
+
+@final
+class RotatingFile:
+    """A file opened for appending, rotated by size (blocking: used by a writer thread).
+
+    Args:
+        path: the file; backups are ``path.1`` … ``path.N``.
+        maxbytes: rotate before a file would grow past this size; 0: never.
+        backups: how many rotated files to keep; 0: the file is truncated instead.
+
+    Raises:
+        OSError: the file cannot be opened.
+    """
+
+    def __init__(self, path: str, maxbytes: int, backups: int) -> None:
+        self.path = path
+        self.maxbytes = maxbytes
+        self.backups = backups
+        self._file = open(path, "ab", buffering=0)  # noqa: SIM115  # kept open, closed by close()
+        self.size = os.fstat(self._file.fileno()).st_size
+
+    def write(self, data: bytes) -> None:
+        """Append *data*, rotating at line ends so that no file passes ``maxbytes``."""
+        while data:
+            if self.maxbytes <= 0 or self.size + len(data) <= self.maxbytes:
+                self._write(data)
+                return
+            cut = data.rfind(b"\n", 0, self.maxbytes - self.size) + 1
+            if not cut:  # the next line does not fit
+                if self.size:
+                    self.rotate()
+                    continue
+                cut = data.find(b"\n") + 1 or len(data)  # alone and too long: it stays whole
+            self._write(data[:cut])
+            data = data[cut:]
+            self.rotate()
+
+    def _write(self, data: bytes) -> None:
+        view = memoryview(data)
+        while view:
+            written = self._file.write(view)
+            assert written is not None, "a blocking file"
+            view = view[written:]
+            self.size += written
+
+    def rotate(self) -> None:
+        """``path`` becomes ``path.1`` (and so on); a new, empty ``path`` is opened."""
+        self._file.close()
+        if self.backups > 0:
+            for n in range(self.backups - 1, 0, -1):
+                older = f"{self.path}.{n}"
+                if os.path.exists(older):
+                    os.replace(older, f"{self.path}.{n + 1}")
+            if os.path.exists(self.path):
+                os.replace(self.path, f"{self.path}.1")
+        self._file = open(self.path, "wb", buffering=0)  # noqa: SIM115  # see __init__
+        self.size = 0
+
+    def close(self) -> None:
+        """Close the file."""
+        self._file.close()
+
+
+@final
+class LogFile:
+    """A `RotatingFile` fed from Trio and written by a thread of its own.
+
+    `write` queues bytes and returns at once while fewer than ``limit`` bytes wait;
+    beyond that it waits for the thread (backpressure). The thread ends after ten idle
+    seconds and is started again by the next write. Write errors are logged once on
+    ``trisup.output`` and the batch is dropped (counted in ``lost``).
+    """
+
+    def __init__(
+        self,
+        path: str,
+        *,
+        maxbytes: int = DEFAULT_MAXBYTES,
+        backups: int = DEFAULT_BACKUPS,
+        limit: int = PENDING_LIMIT,
+    ) -> None:
+        self.path = path
+        self.maxbytes = maxbytes
+        self.backups = backups
+        self.limit = limit
+        self.lost = 0  # bytes that could not be written
+        self._file: RotatingFile | None = None
+        self._lock = threading.Lock()
+        self._work = threading.Condition(self._lock)
+        self._pending: list[bytes] = []
+        self._bytes = 0  # queued or being written
+        self._thread: threading.Thread | None = None
+        self._waiters: list[trio.Event] = []
+        self._token: trio.lowlevel.TrioToken | None = None
+        self._failed = False
+
+    def __repr__(self) -> str:
+        return f"<trisup LogFile {self.path!r}>"
+
+    @property
+    def pending(self) -> int:
+        """Bytes queued or being written."""
+        return self._bytes
+
+    async def open(self) -> None:
+        """Open the file (in a worker thread) if it is not open yet.
+
+        Raises:
+            OSError: the file cannot be opened.
+        """
+        if self._file is None:
+            args = (self.path, self.maxbytes, self.backups)
+            self._file = await trio.to_thread.run_sync(RotatingFile, *args)
+
+    async def write(self, data: bytes) -> None:
+        """Queue *data*; wait while more than ``limit`` bytes are queued.
+
+        Checkpoints only when it waits. Cancelling the wait leaves *data* queued.
+        """
+        with self._lock:
+            self._pending.append(data)
+            self._bytes += len(data)
+            if self._thread is None:
+                self._thread = threading.Thread(
+                    target=self._run, name=f"trisup log {self.path}", daemon=True
+                )
+                self._thread.start()
+            else:
+                self._work.notify()
+        if self._bytes > self.limit:
+            await self._wait_for(lambda: self._bytes <= self.limit)
+
+    async def flush(self) -> None:
+        """Wait until every queued byte has been written (no checkpoint if none wait)."""
+        await self._wait_for(lambda: self._bytes == 0)
+
+    async def _wait_for(self, condition: Callable[[], bool]) -> None:
+        while True:
+            with self._lock:
+                if condition():
+                    return
+                event = trio.Event()
+                self._waiters.append(event)
+                self._token = trio.lowlevel.current_trio_token()
+            await event.wait()
+
+    def _run(self) -> None:
+        """The writer thread: write what is queued in one batch, until idle."""
+        while True:
+            with self._work:
+                if not self._pending and not self._work.wait_for(lambda: self._pending, _IDLE):
+                    self._thread = None
+                    return
+                batch, self._pending = self._pending, []
+            size = sum(map(len, batch))
+            self._write(b"".join(batch))
+            with self._lock:
+                self._bytes -= size
+                waiters, self._waiters = self._waiters, []
+                token = self._token
+            if waiters and token is not None:
+                try:
+                    token.run_sync_soon(_set_all, waiters)
+                except trio.RunFinishedError:
+                    pass
+
+    def _write(self, data: bytes) -> None:
+        try:
+            if self._file is None:
+                self._file = RotatingFile(self.path, self.maxbytes, self.backups)
+            self._file.write(data)
+            self._failed = False
+        except OSError as exc:
+            self.lost += len(data)
+            if not self._failed:
+                self._failed = True
+                logging.getLogger("trisup.output").error(
+                    "cannot write log file %s: %s (output is dropped until it can)",
+                    self.path,
+                    exc,
+                    extra={"event": "logfile_error", "path": self.path},
+                )
+
+
+def _set_all(events: list[trio.Event]) -> None:
+    for event in events:
+        event.set()
+
+
+# ----------------------------------------------------------------- output
+
+
+class RunState(Protocol):
+    """What a pump updates about the current run of the child."""
+
+    pid: int
+    last_stderr: str
+
+
+def _text(raw: bytes) -> str:
+    return raw.decode("utf-8", "replace").rstrip("\r")
+
+
+def _split(block: bytes) -> list[bytes]:
+    """The lines of *block* (which ends with a newline), longer ones cut at `MAX_LINE`."""
+    lines = block.split(b"\n")
+    lines.pop()
+    if len(block) > MAX_LINE and max(map(len, lines)) > MAX_LINE:
+        lines = [
+            line[i : i + MAX_LINE] for line in lines for i in range(0, max(len(line), 1), MAX_LINE)
+        ]
+    return lines
+
+
+@final
+class Output:
+    """A service's output: the ring, the line count, its log files and its logger.
+
+    Args:
+        name: the service's name (the logger is ``trisup.process.<name>``).
+        lines: how many lines the ring keeps.
+        files: the log file of each stream (``"stdout"``, ``"stderr"``), if any.
+        log_output: log every line at INFO (one record per line).
+    """
+
+    def __init__(
+        self, name: str, lines: int, files: dict[str, LogFile], *, log_output: bool
+    ) -> None:
+        self.name = name
+        self.files = files
+        self.log_output = log_output
+        self._ring: deque[tuple[str, bytes]] = deque(maxlen=lines)
+        self._keep = lines
+        self._count = 0
+        self._arrived = trio.Event()  # set, and replaced, when lines arrive
+        self._log = logging.getLogger(f"trisup.process.{name}")
+
+    # ------------------------------------------------------------- reading
+
+    def tail(self) -> list[tuple[str, str]]:
+        """The lines in the ring, oldest first, as ``(stream, line)``."""
+        return [(stream, _text(raw)) for stream, raw in self._ring]
+
+    @property
+    def count(self) -> int:
+        """How many lines have been received in all."""
+        return self._count
+
+    def since(self, count: int) -> tuple[int, list[tuple[str, str]]]:
+        """The lines received after the first *count* still in the ring, and the total."""
+        total = self._count
+        new = min(max(total - count, 0), len(self._ring))
+        if not new:
+            return total, []
+        ring = list(self._ring)
+        return total, [(stream, _text(raw)) for stream, raw in ring[len(ring) - new :]]
+
+    async def wait(self, count: int) -> None:
+        """Wait until more than *count* lines have been received."""
+        while self._count <= count:
+            await self._arrived.wait()
+        await trio.lowlevel.checkpoint()
+
+    async def open(self) -> None:
+        """Open the log files (in worker threads).
+
+        Raises:
+            OSError: a log file cannot be opened.
+        """
+        for file in self.files.values():
+            await file.open()
+
+    async def flush(self) -> None:
+        """Wait until the log files hold everything received so far."""
+        for file in self.files.values():
+            await file.flush()
+
+    # ------------------------------------------------------------- writing
+
+    async def pump(
+        self,
+        stream: trio.abc.ReceiveStream,
+        kind: str,
+        run: RunState,
+        match: Callable[[str], bool] | None,
+    ) -> None:
+        """Read *stream* to its end, handling its lines in batches.
+
+        *match* is called with each line until it returns true (readiness). The log
+        file gets the bytes as written, in whole lines (a line over 64 KiB may be
+        passed on in pieces before its end arrives).
+        """
+        file = self.files.get(kind)
+        buffer = bytearray()
+        try:
+            await self._pump(stream, file, buffer, kind, run, match)
+        finally:
+            with trio.move_on_after(_CLOSE_TIMEOUT, shield=True):
+                await stream.aclose()
+
+    async def _pump(
+        self,
+        stream: trio.abc.ReceiveStream,
+        file: LogFile | None,
+        buffer: bytearray,
+        kind: str,
+        run: RunState,
+        match: Callable[[str], bool] | None,
+    ) -> None:
+        while True:
+            chunk = await stream.receive_some(MAX_LINE)
+            if not chunk:
+                break
+            buffer += chunk
+            end = buffer.rfind(b"\n") + 1
+            block = b""
+            lines: list[bytes] = []
+            if end:
+                block = bytes(buffer[:end])
+                del buffer[:end]
+                lines = _split(block)
+            if len(buffer) >= MAX_LINE:  # a long line still without its end
+                cut = len(buffer) - len(buffer) % MAX_LINE
+                long = bytes(buffer[:cut])
+                del buffer[:cut]
+                block += long
+                lines += [long[i : i + MAX_LINE] for i in range(0, cut, MAX_LINE)]
+            if lines:
+                if file is not None:
+                    await file.write(block)
+                match = self._add(lines, kind, run, match)
+        if buffer:
+            rest = bytes(buffer)
+            if file is not None:
+                await file.write(rest)
+            self._add([rest], kind, run, match)
+
+    def _add(
+        self, lines: list[bytes], kind: str, run: RunState, match: Callable[[str], bool] | None
+    ) -> Callable[[str], bool] | None:
+        keep = self._keep
+        if keep:
+            self._ring.extend(zip(repeat(kind), lines[-keep:] if len(lines) > keep else lines))
+        self._count += len(lines)
+        arrived = self._arrived
+        if arrived.statistics().tasks_waiting:
+            arrived.set()
+            self._arrived = trio.Event()
+        if kind == "stderr":
+            for raw in reversed(lines):
+                if raw.strip():
+                    run.last_stderr = _text(raw).strip()
+                    break
+        if self.log_output and self._log.isEnabledFor(logging.INFO):
+            extra = {"service": self.name, "event": "output", "stream": kind, "pid": run.pid}
+            for raw in lines:
+                self._log.info("%s", _text(raw), extra=extra)
+        if match is not None:
+            for raw in lines:
+                if match(_text(raw)):
+                    return None
+        return match
