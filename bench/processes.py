@@ -11,12 +11,14 @@ loop copying the pipe to a file with ``os.write`` in the event loop.
 Restart latency: a child (``sh -c 'echo up; exit 1'``) prints one line and exits at
 once; the time from one child's line to the next child's line is the death of a child
 to the first output line of the next, plus the child's own exit. trisup runs it under
-a `Manager` with ``restart_delay`` 1 µs (0 is repaired to 1 s; no limits); the baseline is a raw loop of
-``trio.lowlevel.open_process``, reading the line, then to the end, and waiting.
+a `Manager` with ``restart_delay`` 1 µs (0 is repaired to 1 s; no limits); the
+baseline is a raw loop of ``trio.lowlevel.open_process``, reading the line, then to
+the end, and waiting.
 """
 
 from __future__ import annotations
 
+import itertools
 import os
 import resource
 import subprocess
@@ -74,9 +76,7 @@ def _chatty_trisup(duration: float) -> Callable[[], Samples]:
         with tempfile.TemporaryDirectory() as tmp:
             report = Path(tmp, "rate")
             log = Path(tmp, "chatty.log")
-            service = ProcessService(
-                "chatty", _chatty_argv(duration, report), stdout_logfile=log
-            )
+            service = ProcessService("chatty", _chatty_argv(duration, report), stdout_logfile=log)
 
             async def main() -> None:
                 manager = trisup.Manager("bench")
@@ -191,7 +191,7 @@ def _restart_raw(warmup: int, count: int) -> Callable[[], Samples]:
 
 
 def _latencies(times: list[float]) -> Samples:
-    gaps = [b - a for a, b in zip(times, times[1:], strict=False)]
+    gaps = [b - a for a, b in itertools.pairwise(times)]
     return {"p50": percentile(gaps, 50) * 1e3, "p99": percentile(gaps, 99) * 1e3}
 
 

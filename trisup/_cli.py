@@ -24,8 +24,8 @@ from typing import TYPE_CHECKING, TextIO, final
 import trio
 
 from ._errors import FatalError, find_terminate
-from ._manager import Manager
 from ._logqueue import QueuedLogfmtHandler
+from ._manager import Manager
 from ._report import Row, clip, plain_table, row_from_dict
 from ._status import ExitStatus, RestartPolicy, go_duration
 from ._tomlconfig import ConfigError, Plan, ServicePlan, build, load_config

@@ -20,6 +20,7 @@ file exceeds ``maxbytes`` only when it holds a single longer line.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import re
@@ -63,7 +64,9 @@ def byte_size(key: str, value: object) -> int:
     if isinstance(value, str):
         match = _SIZE.fullmatch(value)
         if match is None:
-            raise ValueError(f'{key} must be a number of bytes or a size like "50MB", not {value!r}')
+            raise ValueError(
+                f'{key} must be a number of bytes or a size like "50MB", not {value!r}'
+            )
         unit = (match[2] or "")[:1].lower()
         return int(match[1]) * _UNITS[unit]
     if isinstance(value, bool) or not isinstance(value, int):
@@ -123,7 +126,6 @@ def log_files(
             shared[path] = LogFile(path, maxbytes=size, backups=backups)
         files[key] = shared[path]
     return files
-
 
 
 @final
@@ -286,10 +288,8 @@ class LogFile:
                 waiters, self._waiters = self._waiters, []
                 token = self._token
             if waiters and token is not None:
-                try:
+                with contextlib.suppress(trio.RunFinishedError):
                     token.run_sync_soon(_set_all, waiters)
-                except trio.RunFinishedError:
-                    pass
 
     def _write(self, data: bytes) -> None:
         try:
