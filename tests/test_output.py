@@ -246,11 +246,8 @@ async def test_a_stalled_log_file_holds_the_child_back_and_loses_nothing(tmp_pat
                     except BlockingIOError:
                         await trio.sleep(0.01)
                 nursery.cancel_scope.cancel()
-        while True:  # everything was written before serve returned; the file stays open
-            try:
-                received += os.read(reader, 1 << 20)
-            except BlockingIOError:
-                break
+        while chunk := os.read(reader, 1 << 20):  # written and closed before serve returned
+            received += chunk
     finally:
         os.close(reader)
     assert done.exists()

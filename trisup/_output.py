@@ -222,6 +222,7 @@ class LogFile:
         self._waiters: list[trio.Event] = []
         self._token: trio.lowlevel.TrioToken | None = None
         self._failed = False
+        self._close_when_done = False
 
     def __repr__(self) -> str:
         return f"<trisup LogFile {self.path!r}>"
@@ -237,9 +238,17 @@ class LogFile:
         Raises:
             OSError: the file cannot be opened.
         """
-        if self._file is None:
-            args = (self.path, self.maxbytes, self.backups)
-            self._file = await trio.to_thread.run_sync(RotatingFile, *args)
+        with self._lock:
+            self._close_when_done = False
+            if self._file is not None:
+                return
+        args = (self.path, self.maxbytes, self.backups)
+        opened = await trio.to_thread.run_sync(RotatingFile, *args)
+        with self._lock:
+            if self._file is None:
+                self._file = opened
+                return
+        opened.close()  # the writer thread opened it meanwhile
 
     async def write(self, data: bytes) -> None:
         """Queue *data*; wait while more than ``limit`` bytes are queued.
@@ -273,6 +282,18 @@ class LogFile:
                 self._token = trio.lowlevel.current_trio_token()
             await event.wait()
 
+    def close(self) -> None:
+        """Close the file now, or once the thread has written what is queued.
+
+        A later `open` or `write` opens it again.
+        """
+        with self._lock:
+            if self._bytes:
+                self._close_when_done = True
+            elif self._file is not None:
+                self._file.close()
+                self._file = None
+
     def _run(self) -> None:
         """The writer thread: write what is queued in one batch, until idle."""
         while True:
@@ -285,6 +306,9 @@ class LogFile:
             self._write(b"".join(batch))
             with self._lock:
                 self._bytes -= size
+                if self._close_when_done and not self._bytes and self._file is not None:
+                    self._file.close()
+                    self._file = None
                 waiters, self._waiters = self._waiters, []
                 token = self._token
             if waiters and token is not None:
@@ -396,6 +420,11 @@ class Output:
         """
         for file in self.files.values():
             await file.open()
+
+    def close(self) -> None:
+        """Close the log files (once what is queued is written)."""
+        for file in self.files.values():
+            file.close()
 
     async def flush(self) -> None:
         """Wait until the log files hold everything received so far."""

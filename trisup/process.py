@@ -333,7 +333,11 @@ class ProcessService:
         """
         self._expedited = False
         readiness = _Readiness(task_status)
-        run = await self._launch(readiness)
+        await self._output.open()
+        try:
+            run = await self._launch(readiness)
+        finally:
+            self._output.close()
         returncode = run.returncode
         if returncode == 0 or run.stop_requested:
             return
@@ -356,7 +360,6 @@ class ProcessService:
     async def _launch(self, readiness: _Readiness) -> _Run:
         """One run of the child, from spawn to reaping."""
         env = None if self.env is None else {**os.environ, **self.env}
-        await self._output.open()
         process = await trio.lowlevel.open_process(
             self.argv,
             stdin=subprocess.DEVNULL,
