@@ -19,6 +19,7 @@ the end, and waiting.
 from __future__ import annotations
 
 import itertools
+import logging
 import os
 import resource
 import subprocess
@@ -55,7 +56,7 @@ CHATTY = textwrap.dedent(
     sys.stdout.flush()
     elapsed = time.perf_counter() - began
     with open(sys.argv[2], "w") as report:
-        report.write(f"{n * 100 / elapsed}")
+        report.write(f"{n * 100 / elapsed} {n * 100}")
     """
 )
 ECHO = ["sh", "-c", "echo up; exit 1"]
@@ -71,12 +72,21 @@ def _chatty_argv(duration: float, report: Path) -> list[str]:
     return [sys.executable, "-c", CHATTY, str(duration), str(report)]
 
 
-def _chatty_trisup(duration: float) -> Callable[[], Samples]:
+def _chatty_trisup(duration: float, *, records: bool = False) -> Callable[[], Samples]:
     def case() -> Samples:
         with tempfile.TemporaryDirectory() as tmp:
             report = Path(tmp, "rate")
             log = Path(tmp, "chatty.log")
-            service = ProcessService("chatty", _chatty_argv(duration, report), stdout_logfile=log)
+            argv = _chatty_argv(duration, report)
+            if records:  # the slow path: a record per line, formatted to a file
+                service = ProcessService("chatty", argv, log_output=True)
+                handler = logging.FileHandler(log)
+                handler.setFormatter(logging.Formatter("%(asctime)s %(name)s: %(message)s"))
+                logger = logging.getLogger("trisup.process.chatty")
+                logger.addHandler(handler)
+                logger.setLevel(logging.INFO)
+            else:
+                service = ProcessService("chatty", argv, stdout_logfile=log)
 
             async def main() -> None:
                 manager = trisup.Manager("bench")
@@ -89,8 +99,11 @@ def _chatty_trisup(duration: float) -> Callable[[], Samples]:
             cpu = _cpu()
             trio.run(main)
             cpu = _cpu() - cpu
-            written = sum(p.stat().st_size for p in Path(tmp).glob("chatty.log*"))
-            return {"mbps": float(report.read_text()) / 1e6, "cpu_per_gb": cpu / (written / GB)}
+            if records:
+                logger.removeHandler(handler)
+                handler.close()
+            rate, written = map(float, report.read_text().split())
+            return {"mbps": rate / 1e6, "cpu_per_gb": cpu / (written / GB)}
 
     return case
 
@@ -117,8 +130,8 @@ def _chatty_raw(duration: float) -> Callable[[], Samples]:
             cpu = _cpu()
             trio.run(main)
             cpu = _cpu() - cpu
-            written = log.stat().st_size
-            return {"mbps": float(report.read_text()) / 1e6, "cpu_per_gb": cpu / (written / GB)}
+            rate, written = map(float, report.read_text().split())
+            return {"mbps": rate / 1e6, "cpu_per_gb": cpu / (written / GB)}
 
     return case
 
@@ -129,7 +142,7 @@ def _chatty_file(duration: float) -> Callable[[], Samples]:
             report = Path(tmp, "rate")
             with open(Path(tmp, "chatty.log"), "wb") as out:
                 subprocess.run(_chatty_argv(duration, report), stdout=out, check=True)
-            return {"mbps": float(report.read_text()) / 1e6}
+            return {"mbps": float(report.read_text().split()[0]) / 1e6}
 
     return case
 
@@ -203,6 +216,7 @@ def run(*, reps: int, duration: float, count: int) -> list[Row]:
             "trisup": _chatty_trisup(duration),
             "raw": _chatty_raw(duration),
             "file": _chatty_file(duration),
+            "records": _chatty_trisup(duration, records=True),
         },
     )
     restarts = interleaved(
@@ -226,6 +240,20 @@ def run(*, reps: int, duration: float, count: int) -> list[Row]:
             Target(op="<=", value=10, absolute=True),
         ),
         row("(ref) chatty child under the raw loop", "MB/s", raw["mbps"], file["mbps"], None),
+        row(
+            "(ref) chatty child with log_output, a record per line",
+            "MB/s",
+            chatty["records"]["mbps"],
+            file["mbps"],
+            None,
+        ),
+        row(
+            "(ref) CPU per GB with log_output, vs the raw loop",
+            "CPU-s/GB",
+            chatty["records"]["cpu_per_gb"],
+            raw["cpu_per_gb"],
+            None,
+        ),
         row(
             "process restart latency p50, vs a raw open_process loop",
             "ms",
