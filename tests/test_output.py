@@ -17,6 +17,7 @@ import trio
 
 import trisup
 from trisup import RestartPolicy, ServiceConfig, ServiceStatus
+from trisup._cli import describe_plan
 from trisup._logqueue import QueuedLogfmtHandler
 from trisup._output import LogFile, RotatingFile, byte_size
 from trisup._tomlconfig import ConfigError, load_config
@@ -315,6 +316,23 @@ def test_toml_log_keys(tmp_path: Path) -> None:
     conf.write_text("[services.a]\ncommand = 'true'\nlogfile = 'x'\nstdout_logfile = 'y'\n")
     with pytest.raises(ConfigError, match=r"\[services.a\]: logfile cannot be combined"):
         load_config(conf)
+
+
+def test_check_says_where_the_output_goes(tmp_path: Path) -> None:
+    """trisup check names each log file and its rotation; without one it adds nothing."""
+    conf = tmp_path / "s.toml"
+    conf.write_text(
+        "[services.a]\ncommand = 'true'\nlogfile = 'a.log'\nlogfile_maxbytes = '1KB'\n"
+        "[services.b]\ncommand = 'true'\nstdout_logfile = 'o.log'\nstderr_logfile = 'e.log'\n"
+        "logfile_maxbytes = 0\nlog_output = true\n"
+        "[services.c]\ncommand = 'true'\n"
+    )
+    text = describe_plan(load_config(conf))
+    assert [line.strip() for line in text.splitlines() if "output:" in line] == [
+        f"output: stdout and stderr to {tmp_path / 'a.log'} (rotated at 1,024 bytes, 10 kept)",
+        f"output: stdout to {tmp_path / 'o.log'}, stderr to {tmp_path / 'e.log'}"
+        " (never rotated); each line also logged",
+    ]
 
 
 async def test_log_file_write_errors_are_counted(tmp_path: Path) -> None:

@@ -16,7 +16,7 @@ import signal
 import urllib.error
 import urllib.parse
 import urllib.request
-from collections.abc import AsyncIterator, Generator, Sequence
+from collections.abc import AsyncIterator, Generator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, TextIO, final
@@ -26,6 +26,7 @@ import trio
 from ._errors import FatalError, find_terminate
 from ._logqueue import QueuedLogfmtHandler
 from ._manager import Manager
+from ._output import DEFAULT_BACKUPS, DEFAULT_MAXBYTES, byte_size
 from ._report import Row, clip, plain_table, row_from_dict
 from ._status import ExitStatus, RestartPolicy, go_duration
 from ._tomlconfig import ConfigError, Plan, ServicePlan, build, load_config
@@ -242,7 +243,24 @@ def _describe_process(service: ServicePlan) -> list[str]:
     if made.fatal_exit_codes:
         codes = ", ".join(str(c) for c in sorted(made.fatal_exit_codes))
         lines.append(f"fatal exit codes: {codes}")
+    logs = describe_logs(process)
+    if logs:
+        lines.append(logs)
     return lines
+
+
+def describe_logs(process: Mapping[str, object]) -> str:
+    """Where a service's output goes, as ``trisup check`` says it ("" without a log file)."""
+    files = {k: process[k] for k in ("logfile", "stdout_logfile", "stderr_logfile") if k in process}
+    if not files:
+        return ""
+    names = {"logfile": "stdout and stderr", "stdout_logfile": "stdout", "stderr_logfile": "stderr"}
+    where = ", ".join(f"{names[k]} to {v}" for k, v in files.items())
+    size = byte_size("logfile_maxbytes", process.get("logfile_maxbytes", DEFAULT_MAXBYTES))
+    backups = process.get("logfile_backups", DEFAULT_BACKUPS)
+    text = f"output: {where}"
+    text += f" (rotated at {size:,} bytes, {backups} kept)" if size else " (never rotated)"
+    return text + ("; each line also logged" if process.get("log_output") else "")
 
 
 def _describe_restarts(service: ServicePlan, failures: int) -> list[str]:
