@@ -64,7 +64,8 @@ class QueuedLogfmtHandler(logging.Handler):
         self._unreported = 0
         self._queue: deque[str] = deque()
         self._cond = threading.Condition(threading.Lock())
-        self._closing = False
+        self._closing = False  # the writer ends once the queue is empty
+        self._closed = False
         self._fd: int | None = None
         with contextlib.suppress(OSError, ValueError, AttributeError):
             fd = stream.fileno()
@@ -90,9 +91,14 @@ class QueuedLogfmtHandler(logging.Handler):
                 self._cond.notify()
 
     def close(self) -> None:
-        """Write what is queued (waiting at most a second) and the total dropped; stop."""
+        """Write what is queued (waiting at most a second) and the total dropped; stop.
+
+        Only the first call does it (`logging.shutdown` calls it again at exit).
+        """
         with self._cond:
-            self._closing = True
+            if self._closed:
+                return
+            self._closed = self._closing = True
             self._cond.notify()
         self._thread.join(_CLOSE_TIMEOUT)
         if self._thread.is_alive():  # the stream is stuck: what is left is lost
