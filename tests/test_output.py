@@ -19,8 +19,8 @@ import trio
 import trisup
 from trisup import RestartPolicy, ServiceConfig, ServiceStatus
 from trisup._cli import describe_plan
+from trisup._logfile import LogFile, RotatingFile, byte_size
 from trisup._logqueue import QueuedLogfmtHandler
-from trisup._output import LogFile, RotatingFile, byte_size
 from trisup._tomlconfig import ConfigError, load_config
 from trisup.process import ProcessService
 

@@ -24,9 +24,9 @@ from typing import TYPE_CHECKING, TextIO, final
 import trio
 
 from ._errors import FatalError, find_terminate
+from ._logfile import DEFAULT_BACKUPS, DEFAULT_MAXBYTES, byte_size
 from ._logqueue import QueuedLogfmtHandler
 from ._manager import Manager
-from ._output import DEFAULT_BACKUPS, DEFAULT_MAXBYTES, byte_size
 from ._report import Row, clip, plain_table, row_from_dict
 from ._status import ExitStatus, RestartPolicy, go_duration
 from ._tomlconfig import ConfigError, Plan, ServicePlan, build, load_config

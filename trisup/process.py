@@ -47,7 +47,8 @@ import trio
 
 from ._current import current_service
 from ._errors import RestartNow, as_fatal
-from ._output import DEFAULT_BACKUPS, DEFAULT_MAXBYTES, Output, log_files
+from ._logfile import DEFAULT_BACKUPS, DEFAULT_MAXBYTES, log_files
+from ._output import Output
 from ._procargs import (
     RELAUNCH_CODES,
     argv_of,
