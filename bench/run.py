@@ -20,6 +20,7 @@ from pathlib import Path
 
 import control
 import isolation
+import processes
 import restarts
 import scale
 import trio
@@ -27,7 +28,7 @@ from harness import Row
 
 import trisup
 
-GROUPS = ("restarts", "scale", "control", "isolation")
+GROUPS = ("restarts", "scale", "control", "isolation", "processes")
 
 
 def _fmt(value: float) -> str:
@@ -81,6 +82,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         "scale": lambda: scale.run(reps=reps, mem_reps=1 if quick else 3),
         "control": lambda: control.run(reps=reps, k=100 if quick else 300),
         "isolation": lambda: isolation.run(reps=3, duration=1.0 if quick else 3.0),
+        "processes": lambda: processes.run(
+            reps=3, duration=1.0 if quick else 3.0, count=200 if quick else 1_000
+        ),
     }
     print(
         f"trisup {trisup.__version__}, trio {trio.__version__}, "

@@ -452,7 +452,7 @@ def test_no_child_is_left_after_a_keyboard_interrupt(tmp_path: Path) -> None:
 
 
 async def test_output_ring_keeps_the_last_lines(caplog: pytest.LogCaptureFixture) -> None:
-    """Lines go to a bounded ring and to the trisup.process.NAME logger with their stream."""
+    """Lines go to a bounded ring and, with log_output, to trisup.process.NAME with their stream."""
     caplog.set_level(logging.INFO, logger="trisup.process.chatty")
     program = r"""
         import sys, time
@@ -464,7 +464,7 @@ async def test_output_ring_keeps_the_last_lines(caplog: pytest.LogCaptureFixture
         sys.stdout.flush()
         sys.stdout.buffer.write(b"bad \xff byte\r\n" + b"x" * 70000 + b"\ntail without newline")
     """
-    svc = ProcessService("chatty", py(program), output_lines=4)
+    svc = ProcessService("chatty", py(program), output_lines=4, log_output=True)
     with trio.fail_after(LIMIT):
         _, info = await serve_until(svc, S.COMPLETED, config=ON_FAILURE)
     tail = [line if len(line) < 100 else f"{line[0]}*{len(line)}" for _, line in svc.output_tail()]

@@ -17,7 +17,7 @@ import signal
 import urllib.error
 import urllib.parse
 import urllib.request
-from collections.abc import Generator, Sequence
+from collections.abc import Generator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, TextIO, final
@@ -29,10 +29,12 @@ from ._background import serve_with_signals
 from ._controlplane import control_plane
 from ._credentials import describe_credentials
 from ._errors import FatalError, find_terminate
+from ._logfile import DEFAULT_BACKUPS, DEFAULT_MAXBYTES, byte_size
+from ._logqueue import QueuedLogfmtHandler
 from ._manager import Manager
 from ._reaper import containment
 from ._reaper import supported as reaper_supported
-from ._report import LogfmtHandler, Row, clip, plain_table, row_from_dict
+from ._report import Row, clip, plain_table, row_from_dict
 from ._socketpath import SocketError
 from ._status import ExitStatus, RestartPolicy, go_duration
 from ._tomlconfig import ConfigError, Plan, ServicePlan, build, load_config
@@ -167,8 +169,10 @@ def make_live_view(
 def cli_logging(out: TextIO, view: LiveView | None) -> Generator[None]:
     """Route trisup's logging to the live view, or to *out* as one logfmt line per event.
 
-    Without a view every event is printed (the ``trisup`` logger at DEBUG);
-    with one, INFO and above are printed above the table. Restored on exit.
+    Without a view every event is printed (the ``trisup`` logger at DEBUG), by a
+    writer thread through a bounded queue: when *out* stalls, lines are dropped and
+    counted, the supervisor never waits. With a view, INFO and above are printed
+    above the table. Restored on exit.
     """
     handler: logging.Handler
     if view is not None:
@@ -177,7 +181,7 @@ def cli_logging(out: TextIO, view: LiveView | None) -> Generator[None]:
         handler = RichLogHandler(view.console)
         level = logging.INFO
     else:
-        handler = LogfmtHandler(out)
+        handler = QueuedLogfmtHandler(out)  # a stalled *out* must not stall the supervisor
         level = logging.DEBUG
     log = logging.getLogger("trisup")
     saved = log.level, log.propagate
@@ -190,6 +194,7 @@ def cli_logging(out: TextIO, view: LiveView | None) -> Generator[None]:
         log.removeHandler(handler)
         log.setLevel(saved[0])
         log.propagate = saved[1]
+        handler.close()
 
 
 # --------------------------------------------------------------------- run
@@ -262,7 +267,24 @@ def _describe_process(service: ServicePlan) -> list[str]:
         codes = ", ".join(str(c) for c in sorted(made.fatal_exit_codes))
         lines.append(f"fatal exit codes: {codes}")
     lines += describe_credentials(made)
+    logs = describe_logs(process)
+    if logs:
+        lines.append(logs)
     return lines
+
+
+def describe_logs(process: Mapping[str, object]) -> str:
+    """Where a service's output goes, as ``trisup check`` says it ("" without a log file)."""
+    files = {k: process[k] for k in ("logfile", "stdout_logfile", "stderr_logfile") if k in process}
+    if not files:
+        return ""
+    names = {"logfile": "stdout and stderr", "stdout_logfile": "stdout", "stderr_logfile": "stderr"}
+    where = ", ".join(f"{names[k]} to {v}" for k, v in files.items())
+    size = byte_size("logfile_maxbytes", process.get("logfile_maxbytes", DEFAULT_MAXBYTES))
+    backups = process.get("logfile_backups", DEFAULT_BACKUPS)
+    text = f"output: {where}"
+    text += f" (rotated at {size:,} bytes, {backups} kept)" if size else " (never rotated)"
+    return text + ("; each line also logged" if process.get("log_output") else "")
 
 
 def _describe_restarts(service: ServicePlan, failures: int) -> list[str]:

@@ -21,6 +21,9 @@ The format::
     restart_policy = "on_failure" # and every other ServiceConfig field
     start_timeout = "none"        # no limit (TOML has no null)
     depends_on = ["db"]
+    stdout_logfile = "logs/web.log"   # relative to the file's directory; or logfile
+    logfile_maxbytes = "50MB"     # rotation by size, logfile_backups = 10 kept
+    log_output = false            # each line also logged (default: only without a file)
 
     [services.worker]             # replicas: services worker-0 ... worker-3
     replicas = 4
@@ -64,7 +67,11 @@ _PROCESS_KEYS = (
     "user",
     "group",
     "umask",
+    "logfile_maxbytes",
+    "logfile_backups",
+    "log_output",
 )
+_LOG_PATH_KEYS = ("stdout_logfile", "stderr_logfile", "logfile")
 _HTTP_KEYS = ("bind", "prefix", "token")
 
 
@@ -316,6 +323,8 @@ class _Parser:
                 process["env"] = self.env(where, value)
             elif key == "stop_signal":
                 process["stop_signal"] = self.stop_signal(where, value)
+            elif key in _LOG_PATH_KEYS:
+                process[key] = self.log_path(where, key, value)
             elif key in _PROCESS_KEYS:
                 self.check_process(name, where, key, value)
                 process[key] = value
@@ -339,6 +348,7 @@ class _Parser:
         if "argv" not in process:
             raise self.error(where, None, "missing key 'command' (the program and its arguments)")
         process.setdefault("cwd", str(self.base_dir))
+        process.setdefault("log_output", not any(k in process for k in _LOG_PATH_KEYS))
         repaired = repair(ServiceConfig(**config), name)  # type: ignore[arg-type]  # checked above
         plan = ServicePlan(name=name, process=process, config=repaired, depends_on=depends_on)
         stop_timeout = repaired.stop_timeout
@@ -408,6 +418,17 @@ class _Parser:
         path = self.base_dir / Path(value).expanduser()
         if not path.is_dir():
             raise self.error(where, "cwd", f"no such directory: {path}")
+        return str(path)
+
+    def log_path(self, where: str, key: str, value: object) -> str:
+        """A log file's path, relative to the file's directory; a missing directory warns."""
+        if not isinstance(value, str):
+            raise self.error(where, key, f"must be a string, not {_type(value)}")
+        if not value or "\0" in value:
+            raise self.error(where, key, "must be a non-empty path without NUL bytes")
+        path = self.base_dir / Path(value).expanduser()
+        if not path.parent.is_dir():
+            self.warnings.append(f"[{where}] {key}: no such directory: {path.parent}")
         return str(path)
 
     def env(self, where: str, value: object) -> dict[str, str]:

@@ -26,9 +26,12 @@ group on purpose, with ``setsid``, is out of reach but for a subreaper,
 `trisup._reaper`. On Linux the child also dies with the supervisor, even one killed
 with ``SIGKILL``: see `trisup._spawn`.)
 
-stdout and stderr are read line by line: each line is logged at INFO on the
-``trisup.process.<name>`` logger (``extra``: ``service``, ``stream``, ``pid``,
-``event="output"``) and kept in a bounded ring, `ProcessService.output_tail`.
+stdout and stderr are read in batches of lines (see ``trisup._output``): to the
+stream's log file when it has one (``stdout_logfile``, ``stderr_logfile`` or one
+``logfile``, rotated by size, written by a thread so the event loop never blocks),
+into a bounded ring (`ProcessService.output_tail`), and, with ``log_output``, one
+record per line at INFO on the ``trisup.process.<name>`` logger (``extra``:
+``service``, ``stream``, ``pid``, ``event="output"``).
 """
 
 from __future__ import annotations
@@ -38,7 +41,6 @@ import logging
 import os
 import re
 import signal
-from collections import deque
 from collections.abc import Iterable, Mapping, Sequence
 from typing import final
 
@@ -47,6 +49,8 @@ import trio
 from ._credentials import account_of, effective, group_of, umask_of
 from ._current import current_service
 from ._errors import RestartNow, as_fatal
+from ._logfile import DEFAULT_BACKUPS, DEFAULT_MAXBYTES, log_files
+from ._output import Output
 from ._procargs import (
     RELAUNCH_CODES,
     argv_of,
@@ -70,7 +74,6 @@ __all__ = [
 ]
 
 
-_MAX_LINE = 64 * 1024  # a longer line is cut into pieces of this size
 _DRAIN_TIMEOUT = 1.0  # how long output is still read after the group is gone
 _REAP_TIMEOUT = 2.0  # how long to wait for the kernel to reap a SIGKILLed child
 _STDERR_IN_MESSAGE = 200  # characters of the last stderr line kept in an error message
@@ -199,6 +202,15 @@ class ProcessService:
         group: run the child with this group (a name or a gid; default: the
             user's group).
         umask: the child's umask, an int (``0o027``) or octal digits (``"027"``).
+        stdout_logfile: a file that receives the child's stdout, as written.
+        stderr_logfile: a file that receives its stderr (may be the same file).
+        logfile: one file for both streams (not with the two above).
+        logfile_maxbytes: rotate a log file before it grows past this size
+            (an int, or a string such as ``"50MB"``; default 50 MiB; 0: never).
+        logfile_backups: rotated files kept, ``NAME.1`` … (default 10; 0: the
+            file is truncated instead).
+        log_output: also log each line at INFO on ``trisup.process.<name>``
+            (one `logging.LogRecord` per line: much slower for chatty children).
 
     Raises:
         TypeError: an argument has the wrong type (the message names it).
@@ -223,6 +235,12 @@ class ProcessService:
         user: str | int | None = None,
         group: str | int | None = None,
         umask: int | str | None = None,
+        stdout_logfile: str | os.PathLike[str] | None = None,
+        stderr_logfile: str | os.PathLike[str] | None = None,
+        logfile: str | os.PathLike[str] | None = None,
+        logfile_maxbytes: int | str = DEFAULT_MAXBYTES,
+        logfile_backups: int = DEFAULT_BACKUPS,
+        log_output: bool = False,
     ) -> None:
         if not isinstance(name, str) or not name:
             raise TypeError(f"service name must be a non-empty str, not {name!r}")
@@ -246,9 +264,16 @@ class ProcessService:
             raise TypeError(f"output_lines must be an int, not {type(output_lines).__name__}")
         if output_lines < 0:
             raise ValueError(f"output_lines must not be negative, not {output_lines}")
-        self._output: deque[tuple[str, str]] = deque(maxlen=output_lines)
-        self._output_count = 0  # lines ever received
-        self._output_arrived = trio.Event()  # set, and replaced, when lines arrive
+        if not isinstance(log_output, bool):
+            raise TypeError(f"log_output must be a bool, not {type(log_output).__name__}")
+        files = log_files(
+            stdout=stdout_logfile,
+            stderr=stderr_logfile,
+            both=logfile,
+            maxbytes=logfile_maxbytes,
+            backups=logfile_backups,
+        )
+        self._output = Output(name, output_lines, files, log_output=log_output)
         self._log = logging.getLogger(f"trisup.process.{name}")
         self.pid: int | None = None
         self.returncode: int | None = None
@@ -268,12 +293,12 @@ class ProcessService:
         ``stream`` is ``"stdout"`` or ``"stderr"``; the ring survives restarts,
         so the lines before a crash stay visible.
         """
-        return list(self._output)
+        return self._output.tail()
 
     @property
     def output_count(self) -> int:
         """How many output lines this service has received in all (it only grows)."""
-        return self._output_count
+        return self._output.count
 
     def output_since(self, count: int) -> tuple[int, list[tuple[str, str]]]:
         """The lines received after the first *count*, still in the ring, and the new count.
@@ -281,16 +306,11 @@ class ProcessService:
         ``(total, lines)``: *lines* are ``(stream, line)`` pairs, oldest first; the ones
         that left the ring already are skipped. Pass *total* back to get the next ones.
         """
-        total = self._output_count
-        new = min(max(total - count, 0), len(self._output))
-        lines = list(self._output)[len(self._output) - new :] if new else []
-        return total, lines
+        return self._output.since(count)
 
     async def wait_output(self, count: int) -> None:
         """Wait until more than *count* lines have been received (at once if so already)."""
-        while self._output_count <= count:
-            await self._output_arrived.wait()
-        await trio.lowlevel.checkpoint()
+        await self._output.wait(count)
 
     def details(self) -> dict[str, object]:
         """What `ServiceInfo.details` shows: pid, last exit, relaunches, output."""
@@ -300,7 +320,7 @@ class ProcessService:
             "returncode": self.returncode,
             "last_exit": None if self.returncode is None else describe_exit(self.returncode),
             "relaunches": self.relaunches,
-            "output": [list(pair) for pair in self._output],
+            "output": [list(pair) for pair in self._output.tail()],
         }
 
     def expedite(self) -> None:
@@ -328,12 +348,16 @@ class ProcessService:
             RestartNow: the child exited with code 3 or 4.
             ProcessExited: the child exited with another code, or by a signal.
             FatalError: the exit code is one of ``fatal_exit_codes``.
-            OSError: the program could not be started.
+            OSError: the program could not be started, or a log file opened.
         """
         self._expedited = False
         self._kill_after = self._kill_after_now()
         readiness = _Readiness(task_status)
-        run = await self._launch(readiness)
+        await self._output.open()
+        try:
+            run = await self._launch(readiness)
+        finally:
+            self._output.close()
         returncode = run.returncode
         if returncode == 0 or run.stop_requested:
             return
@@ -453,56 +477,19 @@ class ProcessService:
     async def _drain(self, run: _Run, scope: trio.CancelScope, readiness: _Readiness) -> None:
         """Read both pipes to their end, inside *scope* (shielded until the child is gone)."""
         process = run.process
+        pattern = self.ready_pattern
+
+        def match(line: str) -> bool:
+            if readiness.done or (pattern is not None and pattern.search(line)):
+                readiness.set()
+                return True
+            return False
+
+        check = None if pattern is None else match
         with scope:
             async with trio.open_nursery() as nursery:
                 assert process.stdout is not None
                 assert process.stderr is not None
-                nursery.start_soon(self._pump, process.stdout, "stdout", run, readiness)
-                nursery.start_soon(self._pump, process.stderr, "stderr", run, readiness)
-
-    async def _pump(
-        self, stream: trio.abc.ReceiveStream, name: str, run: _Run, readiness: _Readiness
-    ) -> None:
-        buffer = bytearray()
-        try:
-            while True:
-                chunk = await stream.receive_some(_MAX_LINE)
-                if not chunk:
-                    break
-                buffer += chunk
-                start = 0
-                while (end := buffer.find(b"\n", start)) >= 0:
-                    for piece in range(start, max(end, start + 1), _MAX_LINE):
-                        self._line(
-                            bytes(buffer[piece : min(end, piece + _MAX_LINE)]), name, run, readiness
-                        )
-                    start = end + 1
-                del buffer[:start]
-                while len(buffer) >= _MAX_LINE:
-                    self._line(bytes(buffer[:_MAX_LINE]), name, run, readiness)
-                    del buffer[:_MAX_LINE]
-            if buffer:
-                self._line(bytes(buffer), name, run, readiness)
-        finally:
-            with trio.move_on_after(_DRAIN_TIMEOUT, shield=True):
-                await stream.aclose()
-
-    def _line(self, raw: bytes, stream: str, run: _Run, readiness: _Readiness) -> None:
-        text = raw.decode("utf-8", "replace").rstrip("\r")
-        self._output.append((stream, text))
-        self._output_count += 1
-        arrived = self._output_arrived
-        if arrived.statistics().tasks_waiting:
-            arrived.set()
-            self._output_arrived = trio.Event()
-        if stream == "stderr" and text.strip():
-            run.last_stderr = text.strip()
-        if self._log.isEnabledFor(logging.INFO):
-            self._log.info(
-                "%s",
-                text,
-                extra={"service": self.name, "event": "output", "stream": stream, "pid": run.pid},
-            )
-        pattern = self.ready_pattern
-        if pattern is not None and not readiness.done and pattern.search(text):
-            readiness.set()
+                nursery.start_soon(self._output.pump, process.stdout, "stdout", run, check)
+                nursery.start_soon(self._output.pump, process.stderr, "stderr", run, check)
+            await self._output.flush()
