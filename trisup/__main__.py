@@ -18,6 +18,7 @@ from __future__ import annotations
 import argparse
 import math
 import sys
+from collections.abc import Callable
 
 from . import __version__
 from ._cli import check_command, run_command, status_command
@@ -42,15 +43,19 @@ def _seconds(text: str) -> float:
     return value
 
 
-def _count(text: str) -> int:
-    """Parse a positive int (an argparse ``type``)."""
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"not an integer: {text!r}") from None
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"must be at least 1, not {text!r}")
-    return value
+def _at_least(minimum: int) -> Callable[[str], int]:
+    """An argparse ``type`` parsing an int of at least *minimum*."""
+
+    def parse(text: str) -> int:
+        try:
+            value = int(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"not an integer: {text!r}") from None
+        if value < minimum:
+            raise argparse.ArgumentTypeError(f"must be at least {minimum}, not {text!r}")
+        return value
+
+    return parse
 
 
 def _control_parsers(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:  # pyright: ignore[reportPrivateUsage]
@@ -108,7 +113,7 @@ def _control_parsers(commands: argparse._SubParsersAction[argparse.ArgumentParse
     tail.add_argument(
         "-n",
         "--lines",
-        type=_lines,
+        type=_at_least(0),
         default=10,
         metavar="N",
         help="how many recent lines to print first (default: %(default)d)",
@@ -121,17 +126,6 @@ def _control_parsers(commands: argparse._SubParsersAction[argparse.ArgumentParse
         "services are added, removed ones deleted, changed ones replaced (restarted), the "
         "others left running. An invalid file changes nothing (exit status 1).",
     )
-
-
-def _lines(text: str) -> int:
-    """Parse an int >= 0 (an argparse ``type``)."""
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"not an integer: {text!r}") from None
-    if value < 0:
-        raise argparse.ArgumentTypeError(f"must be at least 0, not {text!r}")
-    return value
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -175,7 +169,7 @@ def build_parser() -> argparse.ArgumentParser:
     check.add_argument("file", metavar="FILE", help="the TOML file")
     check.add_argument(
         "--failures",
-        type=_count,
+        type=_at_least(1),
         default=10,
         metavar="N",
         help=(
