@@ -91,3 +91,35 @@ def test_a_signal_re_raised_as_the_receiver_closes_is_only_noted() -> None:
     trio.run(main)
     assert sorted(noted) == ["SIGINT", "SIGTERM"]
     assert (signal.getsignal(signal.SIGTERM), signal.getsignal(signal.SIGINT)) == before
+
+
+@pytest.mark.skipif(sys.platform == "win32", reason="POSIX signals")
+def test_a_sigterm_after_the_manager_stopped_is_absorbed(tmp_path: Path) -> None:
+    """While the control plane winds down after the manager stopped, SIGTERM is only noted."""
+    path = tmp_path / "services.toml"
+    path.write_text(textwrap.dedent(QUICK))
+    for _ in range(10):
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "trisup", "run", "--no-live", str(path)],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        watchdog = threading.Timer(30, proc.kill)
+        watchdog.start()
+        try:
+            assert proc.stdout is not None
+            for line in proc.stdout:
+                if "new=running" in line:
+                    proc.send_signal(signal.SIGTERM)
+                if "event=manager_stopped" in line:
+                    proc.send_signal(signal.SIGTERM)  # the socket is still being closed
+                    break
+            _, err = proc.communicate(timeout=30)
+        finally:
+            watchdog.cancel()
+            if proc.poll() is None:
+                proc.kill()
+                proc.communicate()
+        assert proc.returncode == 0, err
+        assert "Traceback" not in err, err

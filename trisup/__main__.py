@@ -21,7 +21,7 @@ import sys
 from collections.abc import Callable
 
 from . import __version__
-from ._cli import check_command, run_command, status_command
+from ._cli import check_command, run_command
 from ._control import control_command
 from ._demo import DEFAULT_DURATION, demo_config, run_demo
 
@@ -241,10 +241,6 @@ def main(argv: list[str] | None = None) -> int:
             )
         if command == "check":
             return check_command(args.file, failures=args.failures, out=sys.stdout, err=sys.stderr)
-        if command == "status" and args.url and not args.names and not args.json:
-            return status_command(
-                args.url, token=args.token, timeout=args.timeout, out=sys.stdout, err=sys.stderr
-            )
         if command in CONTROL_COMMANDS:
             return control_command(
                 command,

@@ -7,7 +7,7 @@ import logging
 import math
 import signal
 from collections.abc import Awaitable, Callable, Generator
-from contextlib import contextmanager
+from contextlib import AbstractContextManager, contextmanager
 from typing import Protocol, final
 
 import outcome
@@ -19,6 +19,7 @@ from ._status import ExitStatus
 __all__ = [
     "BackgroundServe",
     "ForwardStatus",
+    "absorb_late_signals",
     "call_hook",
     "exit_status",
     "run_with_signals",
@@ -200,6 +201,21 @@ async def serve_with_signals(
 
 
 _SIGNALS = (signal.SIGINT, signal.SIGTERM)
+
+
+def absorb_late_signals(name: str) -> AbstractContextManager[None]:
+    """SIGINT / SIGTERM are logged and ignored within: around a shutdown's last steps.
+
+    `serve_with_signals` inside it restores this handler, not the default action, when
+    its receiver closes; so a signal after the manager stopped, while what served
+    beside it winds down, does not kill the process.
+    """
+
+    def late(sig: str) -> None:
+        extra = {"manager": name, "event": "signal", "signal": sig}
+        logger.warning("received %s as the shutdown ended; nothing left to stop", sig, extra=extra)
+
+    return _absorb_late(late)
 
 
 @contextmanager

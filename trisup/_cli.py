@@ -1,4 +1,4 @@
-"""The ``run``, ``check`` and ``status`` commands; ``supervise``, the heart of ``run``.
+"""The ``run`` and ``check`` commands; ``supervise``, the heart of ``run``.
 
 This module is the command line: it may print. Exit codes: 0 after a graceful
 stop, the `ExitStatus` of a fatal error, 1 for an invalid configuration or any
@@ -8,15 +8,10 @@ other error.
 from __future__ import annotations
 
 import functools
-import json
 import logging
 import math
-import os
 import shlex
 import signal
-import urllib.error
-import urllib.parse
-import urllib.request
 from collections.abc import Generator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -25,7 +20,7 @@ from typing import TYPE_CHECKING, TextIO, final
 import outcome
 import trio
 
-from ._background import serve_with_signals
+from ._background import absorb_late_signals, serve_with_signals
 from ._controlplane import control_plane
 from ._credentials import describe_credentials
 from ._errors import FatalError, find_terminate
@@ -34,7 +29,7 @@ from ._logqueue import QueuedLogfmtHandler
 from ._manager import Manager
 from ._reaper import containment
 from ._reaper import supported as reaper_supported
-from ._report import Row, clip, plain_table, row_from_dict
+from ._report import clip
 from ._socketpath import SocketError
 from ._status import ExitStatus, RestartPolicy, go_duration
 from ._tomlconfig import ConfigError, Plan, ServicePlan, build, load_config
@@ -51,7 +46,6 @@ __all__ = [
     "exit_status",
     "make_live_view",
     "run_command",
-    "status_command",
     "supervise",
 ]
 
@@ -130,21 +124,26 @@ async def supervise(
         for process in processes:
             process.expedite()
 
-    async with trio.open_nursery() as nursery:
+    # Once the manager stopped, the view and the control plane wind down: a signal
+    # then is noted, not SIGTERM's default action (serve_with_signals restores this).
+    with absorb_late_signals(manager.name):
+        async with trio.open_nursery() as nursery:
 
-        async def serve(*, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
-            if control is not None:  # the control plane first: before any service
-                await nursery.start(control.serve)
-            # the escaped descendants are ended (shielded) while the signals are still ours
-            async with containment(nursery, requested=subreaper):
-                await manager.serve(task_status=task_status)
+            async def serve(
+                *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED
+            ) -> None:
+                if view is not None:
+                    await nursery.start(view.run)
+                if control is not None:  # the control plane first: before any service
+                    await nursery.start(control.serve)
+                # the escaped descendants are ended (shielded) while the signals are ours
+                async with containment(nursery, requested=subreaper):
+                    await manager.serve(task_status=task_status)
 
-        if view is not None:
-            await nursery.start(view.run)
-        result, first = await serve_with_signals(
-            manager.name, serve, expedite, deadline=deadline, task_status=task_status
-        )
-        nursery.cancel_scope.cancel(reason="trisup: manager stopped")
+            result, first = await serve_with_signals(
+                manager.name, serve, expedite, deadline=deadline, task_status=task_status
+            )
+            nursery.cancel_scope.cancel(reason="trisup: manager stopped")
     error = result.error if isinstance(result, outcome.Error) else None
     return Supervised(exit_status(manager, error), first)
 
@@ -366,70 +365,4 @@ def check_command(path: str, *, failures: int = 10, out: TextIO, err: TextIO) ->
     for warning in plan.warnings:
         print(f"trisup: warning: {warning}", file=err)
     out.write(describe_plan(plan, failures=failures))
-    return 0
-
-
-# ------------------------------------------------------------------ status
-
-
-def fetch_rows(url: str, *, token: str | None = None, timeout: float = 10.0) -> list[Row]:
-    """``GET URL/api/services`` and turn the JSON array into rows.
-
-    Raises:
-        ValueError: the URL is not http(s), or the body is not a JSON array of objects.
-        OSError: the request failed (``urllib.error.URLError`` and HTTP errors included).
-    """
-    parts = urllib.parse.urlsplit(url)
-    if parts.scheme not in ("http", "https") or not parts.netloc:
-        raise ValueError(f"not an http(s) URL: {url!r}")
-    endpoint = url.rstrip("/") + "/api/services"
-    headers = {"Accept": "application/json"}
-    if token:
-        headers["Authorization"] = f"Bearer {token}"
-    request = urllib.request.Request(endpoint, headers=headers)  # the scheme is checked above
-    with urllib.request.urlopen(request, timeout=timeout) as response:
-        body: bytes = response.read()
-    try:
-        data: object = json.loads(body)
-    except ValueError:
-        raise ValueError(f"{endpoint} did not return JSON") from None
-    if not isinstance(data, list):
-        raise ValueError(f"{endpoint} did not return a JSON array")
-    items: list[object] = data  # pyright: ignore[reportUnknownVariableType]
-    rows: list[Row] = []
-    for item in items:
-        if not isinstance(item, dict):
-            raise ValueError(f"{endpoint} returned an array of something else than objects")
-        rows.append(row_from_dict(item))  # pyright: ignore[reportUnknownArgumentType]
-    return rows
-
-
-def status_command(
-    url: str, *, token: str | None = None, timeout: float = 10.0, out: TextIO, err: TextIO
-) -> int:
-    """``trisup status --url URL``: print the services table of a running instance."""
-    token = token or os.environ.get("TRISUP_TOKEN") or None
-    try:
-        rows = fetch_rows(url, token=token, timeout=timeout)
-    except urllib.error.HTTPError as exc:
-        print(f"trisup: {exc.url}: HTTP {exc.code} {exc.reason}", file=err)
-        return 1
-    except urllib.error.URLError as exc:
-        print(f"trisup: {url}: {exc.reason}", file=err)
-        return 1
-    except (OSError, ValueError) as exc:
-        print(f"trisup: {url}: {exc}", file=err)
-        return 1
-    try:
-        from rich.console import Console
-
-        from ._live import rich_table
-    except ImportError:
-        out.write(plain_table(rows))
-        return 0
-    console = Console(file=out)
-    if console.is_terminal:
-        console.print(rich_table(rows, title=url))
-    else:
-        out.write(plain_table(rows))
     return 0

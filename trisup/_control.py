@@ -83,7 +83,7 @@ class Client:
             assert self.url is not None
             parts = urllib.parse.urlsplit(self.url)
             if parts.scheme not in ("http", "https") or not parts.netloc:
-                raise ControlError(f"not an http(s) URL: {self.url!r}")
+                raise ControlError(f"{self.url}: not an http(s) URL")
             kind = (
                 http.client.HTTPSConnection
                 if parts.scheme == "https"
@@ -110,14 +110,16 @@ class Client:
             raise ControlError(f"{self.where}{path}: HTTP {response.status}, not JSON") from None
         if not 200 <= response.status < 300:
             error = data.get("error") if isinstance(data, dict) else None  # pyright: ignore[reportUnknownMemberType, reportUnknownVariableType]
-            raise ControlError(str(error or f"HTTP {response.status}"))  # pyright: ignore[reportUnknownArgumentType]
+            if not error:
+                error = f"{self.where}{path}: HTTP {response.status} {response.reason}"
+            raise ControlError(str(error))  # pyright: ignore[reportUnknownArgumentType]
         return data
 
     def services(self) -> list[dict[str, object]]:
         """``GET /api/services``."""
         data = self.request("GET", "/api/services")
         if not isinstance(data, list) or not all(isinstance(d, dict) for d in data):  # pyright: ignore[reportUnknownVariableType]
-            raise ControlError(f"{self.where}: /api/services did not return an array of objects")
+            raise ControlError(f"{self.where}/api/services did not return an array of objects")
         return data  # pyright: ignore[reportUnknownVariableType]
 
 
