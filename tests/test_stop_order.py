@@ -84,6 +84,8 @@ async def test_a_stopped_dependent_does_not_hold_back(
     m.add(slow_stopper(log, "web", 1), depends_on=["api"])
     async with trio.open_nursery() as n:
         await n.start(m.serve)
+        # started() may come while web still waits for api (trio's scheduling order)
+        await m.wait_status("web", trisup.ServiceStatus.RUNNING)
         await m.stop_service("api")  # web keeps running: a stop does not cascade
         log.clear()
         began = trio.current_time()

@@ -203,23 +203,24 @@ async def serve_with_signals(
 _SIGNALS = (signal.SIGINT, signal.SIGTERM)
 
 
-def absorb_late_signals(name: str) -> AbstractContextManager[None]:
+def absorb_late_signals(name: str, *, restore: bool = True) -> AbstractContextManager[None]:
     """SIGINT / SIGTERM are logged and ignored within: around a shutdown's last steps.
 
     `serve_with_signals` inside it restores this handler, not the default action, when
     its receiver closes; so a signal after the manager stopped, while what served
-    beside it winds down, does not kill the process.
+    beside it winds down, does not kill the process. Without *restore* the handler
+    stays after the block: for a program that exits once its shutdown is over.
     """
 
     def late(sig: str) -> None:
         extra = {"manager": name, "event": "signal", "signal": sig}
         logger.warning("received %s as the shutdown ended; nothing left to stop", sig, extra=extra)
 
-    return _absorb_late(late)
+    return _absorb_late(late, restore=restore)
 
 
 @contextmanager
-def _absorb_late(note: Callable[[str], object]) -> Generator[None]:
+def _absorb_late(note: Callable[[str], object], *, restore: bool = True) -> Generator[None]:
     """Around a signal receiver: what it re-raises as it closes is noted, not acted on."""
 
     def late(signum: int, frame: object) -> None:
@@ -229,8 +230,9 @@ def _absorb_late(note: Callable[[str], object]) -> Generator[None]:
     try:
         yield
     finally:
-        for sig, handler in saved.items():
-            signal.signal(sig, handler)
+        if restore:
+            for sig, handler in saved.items():
+                signal.signal(sig, handler)
 
 
 def exit_status(name: str, result: outcome.Outcome[None]) -> ExitStatus:

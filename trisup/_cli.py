@@ -104,6 +104,7 @@ async def supervise(
     duration: float | None = None,
     subreaper: bool = False,
     control: ControlPlane | None = None,
+    final: bool = False,
     task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED,
 ) -> Supervised:
     """Serve *manager* until SIGINT / SIGTERM, a fatal error or *duration* seconds.
@@ -116,7 +117,8 @@ async def supervise(
     the manager is serving. With *subreaper* (or as PID 1), trisup adopts and
     reaps orphans, and ends the escaped descendants after the shutdown. With
     *control*, the control socket and console listen before any service starts,
-    until the shutdown is over.
+    until the shutdown is over. With *final* (the process exits once this returns),
+    SIGINT and SIGTERM stay logged and ignored after the shutdown.
     """
     deadline = math.inf if duration is None else trio.current_time() + duration
 
@@ -126,7 +128,7 @@ async def supervise(
 
     # Once the manager stopped, the view and the control plane wind down: a signal
     # then is noted, not SIGTERM's default action (serve_with_signals restores this).
-    with absorb_late_signals(manager.name):
+    with absorb_late_signals(manager.name, restore=not final):
         async with trio.open_nursery() as nursery:
 
             async def serve(
@@ -230,7 +232,13 @@ def run_command(
     try:
         with cli_logging(out, view):
             run = functools.partial(
-                supervise, manager, processes, view=view, subreaper=subreaper, control=control
+                supervise,
+                manager,
+                processes,
+                view=view,
+                subreaper=subreaper,
+                control=control,
+                final=final,
             )
             try:
                 result = trio.run(run)
