@@ -106,8 +106,8 @@ def test_api_dict_is_the_seed_keys_then_the_phase() -> None:
     """The API's JSON is to_dict() unchanged, with phase added last."""
     info = make("a", P.GROUP_WAIT)
     data = api_dict(info)
-    assert list(data) == [*info.to_dict(), "phase"]
-    assert data == {**info.to_dict(), "phase": "group_wait"}
+    assert list(data) == [*info.to_dict(), "phase", "critical"]
+    assert data == {**info.to_dict(), "phase": "group_wait", "critical": True}
     assert "phase" not in info.to_dict()
 
 

@@ -9,10 +9,13 @@ from contextlib import asynccontextmanager
 import httpx
 import trio
 import trio.testing
+from openapi_schema_validator import OAS31Validator
+from openapi_schema_validator import validate as validate_schema
 
 import trisup
 from trisup import ServiceStatus
 from trisup.http import ConsoleService
+from trisup.http._openapi import openapi_document
 
 S = ServiceStatus
 API = "/debug/supervisor/api"
@@ -74,8 +77,12 @@ async def test_services_list_is_the_go_json(autojump_clock: trio.testing.MockClo
         assert response.status_code == 200
         assert response.headers["content-type"] == "application/json"
         infos = m.get_services_info()
-        assert response.json() == [{**i.to_dict(), "phase": str(i.phase)} for i in infos]
-        assert [list(s) for s in response.json()] == [[*i.to_dict(), "phase"] for i in infos]
+        assert response.json() == [
+            {**i.to_dict(), "phase": str(i.phase), "critical": True} for i in infos
+        ]
+        assert [list(s) for s in response.json()] == [
+            [*i.to_dict(), "phase", "critical"] for i in infos
+        ]
         # flappy failed at 0.5 and runs again since 1.5 (until 2); the others since 0
         assert [
             (
@@ -125,7 +132,7 @@ async def test_one_service_and_unknown_name(autojump_clock: trio.testing.MockClo
         response = await client.get(f"{API}/service/worker")
         assert response.status_code == 200
         info = m.get_service_info("worker")
-        assert response.json() == {**info.to_dict(), "phase": "running"}
+        assert response.json() == {**info.to_dict(), "phase": "running", "critical": True}
         response = await client.get(f"{API}/service/nope")
         assert response.status_code == 404
         assert response.json() == {"error": "service not found, name=nope"}
@@ -332,6 +339,61 @@ async def test_probes(autojump_clock: trio.testing.MockClock) -> None:
         ready = await client.get("/readyz")
         assert ready.status_code == 200
         assert ready.json() == {"status": "ok", "message": "ready"}
+        nursery.cancel_scope.cancel()
+
+
+async def test_readyz_counts_critical_services_and_takes_exclude_and_verbose(
+    autojump_clock: trio.testing.MockClock,
+) -> None:
+    """A crash-looping non-critical service keeps /readyz at 200; exclude= and verbose."""
+    m = trisup.Manager("app")
+    console = ConsoleService(m, bind="127.0.0.1:0")
+    m.add(console)
+    m.add(trisup.new_service("db", trio.sleep_forever))
+    m.add(trisup.new_service("worker", _fail_after, 0.5), restart_delay=10, critical=False)
+    m.add(trisup.new_service("cache", _fail_after, 0.5), restart_delay=10)
+    async with trio.open_nursery() as nursery, client_for(console) as client:
+        nursery.start_soon(m.serve)
+        await m.wait_status("worker", S.CRASHING)
+        await m.wait_status("cache", S.CRASHING)
+        ready = await client.get("/readyz")
+        assert (ready.status_code, ready.json()) == (
+            503,
+            {"error": "not ready: cache", "not_ready": ["cache"]},  # worker does not count
+        )
+        ready = await client.get("/readyz", params={"exclude": "cache"})
+        assert (ready.status_code, ready.json()) == (200, {"status": "ok", "message": "ready"})
+        ready = await client.get("/readyz?exclude=cache&exclude=nosuch&verbose")
+        assert ready.status_code == 200
+        body = ready.json()
+        assert body["warnings"] == ["cannot exclude 'nosuch': no such service"]
+        checks = {c["name"]: c for c in body["checks"]}
+        assert list(checks) == ["console", "db", "worker", "cache"]
+        assert checks["db"] == {
+            "name": "db",
+            "ready": True,
+            "critical": True,
+            "excluded": False,
+            "counted": True,
+            "phase": "running",
+        }
+        assert (checks["worker"]["ready"], checks["worker"]["counted"]) == (False, False)
+        assert (checks["cache"]["excluded"], checks["cache"]["counted"]) == (True, False)
+        verbose = await client.get("/readyz?verbose")
+        assert verbose.status_code == 503
+        assert verbose.json()["not_ready"] == ["cache"]
+        assert verbose.json()["warnings"] == []
+        components = openapi_document("/debug/supervisor", token_required=False)["components"]
+        for answer, name in ((ready, "Ready"), (verbose, "NotReady")):
+            schema = {"$ref": f"#/components/schemas/{name}", "components": components}
+            validate_schema(answer.json(), schema, cls=OAS31Validator)
+        services = (await client.get(f"{API}/services")).json()
+        assert [(s["name"], s["critical"]) for s in services] == [
+            ("console", True),
+            ("db", True),
+            ("worker", False),
+            ("cache", True),
+        ]
         nursery.cancel_scope.cancel()
 
 

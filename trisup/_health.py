@@ -18,7 +18,16 @@ from collections.abc import Iterable
 
 from ._status import Phase, ServiceInfo
 
-__all__ = ["SHOWN", "api_dict", "is_ready", "not_ready", "shown", "shown_phase", "summary"]
+__all__ = [
+    "SHOWN",
+    "api_dict",
+    "counts",
+    "is_ready",
+    "not_ready",
+    "shown",
+    "shown_phase",
+    "summary",
+]
 
 SHOWN: tuple[str, ...] = (
     "running",
@@ -54,18 +63,27 @@ def is_ready(info: ServiceInfo) -> bool:
 
 
 def not_ready(infos: Iterable[ServiceInfo], *, exclude: Iterable[str] = ()) -> list[str]:
-    """The names of the services meant to run (not held) that are not ready, in order."""
+    """The critical services meant to run (not held) that are not ready, in order.
+
+    A service with ``critical=False``, or named in *exclude*, never counts.
+    """
     skip = frozenset(exclude)
-    return [i.name for i in infos if not i.stopped and i.name not in skip and not is_ready(i)]
+    return [i.name for i in infos if counts(i) and i.name not in skip and not is_ready(i)]
+
+
+def counts(info: ServiceInfo) -> bool:
+    """Whether readiness counts *info*: a critical service meant to run (not held)."""
+    return info.critical and not info.stopped
 
 
 def api_dict(info: ServiceInfo) -> dict[str, object]:
-    """The HTTP API's JSON object of a service: ``to_dict()``'s seed keys, then ``phase``.
+    """The HTTP API's JSON object of a service: ``to_dict()``'s seed keys, ``phase``, ``critical``.
 
     A service whose details hold a ``pid`` (a `ProcessService`) also gets ``pid``.
     """
     data = info.to_dict()
     data["phase"] = str(info.phase)
+    data["critical"] = info.critical
     if "pid" in info.details:
         pid = info.details["pid"]
         data["pid"] = pid if isinstance(pid, int) and not isinstance(pid, bool) else None

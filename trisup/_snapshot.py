@@ -67,4 +67,5 @@ def snapshot(runner: Runner, now: float | None) -> ServiceInfo:
         details=_details(runner.service),
         running=started is not None,
         phase=runner.phase,
+        critical=runner.config.critical,
     )

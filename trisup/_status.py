@@ -179,7 +179,8 @@ class ServiceInfo:
     ``STARTING``, and while a ``RUNNING`` or ``CRASHING`` service is inside
     ``serve``; false while it waits out a backoff and whenever it is not running.
     Not part of the JSON either. ``phase`` is what its instance is doing
-    (`Phase`); the HTTP API adds it to the JSON.
+    (`Phase`); the HTTP API adds it to the JSON. ``critical`` is the service's
+    ``ServiceConfig.critical``: whether ``/readyz`` counts it (in the HTTP JSON too).
     """
 
     metric: Metric
@@ -196,6 +197,7 @@ class ServiceInfo:
     )
     running: bool = False
     phase: Phase = Phase.IDLE
+    critical: bool = True
 
     @property
     def name(self) -> str:

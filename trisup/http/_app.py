@@ -48,11 +48,11 @@ from .._errors import (
     ServiceStopTimeout,
     SupervisorError,
 )
-from .._health import api_dict, not_ready
+from .._health import api_dict, counts, is_ready, not_ready
 from .._manager import Manager
 from .._reload import ReloadDiff, ReloadError
 from .._service import Service
-from .._status import Phase
+from .._status import Phase, ServiceInfo
 from ..process import ProcessService
 from ._json import JSONResponse, error_response, json_bytes, ok_response
 from ._openapi import VERBS, openapi_document
@@ -320,11 +320,35 @@ class _Handlers:
         name = self.manager.name
         if state != "serving":
             return JSONResponse({"error": f"manager {name} is {state}", "not_ready": []}, 503)
-        waiting = not_ready(self.manager.get_services_info())
+        infos = self.manager.get_services_info()
+        exclude = request.query_params.getlist("exclude")
+        waiting = not_ready(infos, exclude=exclude)
+        body: dict[str, object]
         if waiting:
-            text = "not ready: " + ", ".join(waiting)
-            return JSONResponse({"error": text, "not_ready": waiting}, 503)
-        return ok_response("ready")
+            body = {"error": "not ready: " + ", ".join(waiting), "not_ready": waiting}
+        else:
+            body = {"status": "ok", "message": "ready"}
+        if "verbose" in request.query_params:
+            body["checks"] = [_check(info, exclude) for info in infos]
+            known = {info.name for info in infos}
+            body["warnings"] = [
+                f"cannot exclude {n!r}: no such service"
+                for n in dict.fromkeys(exclude)
+                if n not in known
+            ]
+        return JSONResponse(body, 503 if waiting else 200)
+
+
+def _check(info: ServiceInfo, exclude: list[str]) -> dict[str, object]:
+    """One service's line of ``/readyz?verbose``."""
+    return {
+        "name": info.name,
+        "ready": is_ready(info),
+        "critical": info.critical,
+        "excluded": info.name in exclude,
+        "counted": counts(info) and info.name not in exclude,
+        "phase": str(info.phase),
+    }
 
 
 _SUB_BYTES = frozenset(v.encode() for v in (*VERBS, "output"))

@@ -52,6 +52,11 @@ _INFO_PROPERTIES: dict[str, object] = {
         "a service stopped by hand has stopped=true and the phase it is in (idle, or "
         "stopping while it exits).",
     },
+    "critical": {
+        "type": "boolean",
+        "description": "Whether /readyz counts the service (ServiceConfig.critical; trisup's "
+        "addition).",
+    },
     "pid": {
         "type": ["integer", "null"],
         "description": "A process's child, if it has one now (trisup's addition; only for "
@@ -121,6 +126,17 @@ _SCHEMAS: dict[str, object] = {
         "required": ["error"],
         "properties": {"error": {"type": "string"}},
     },
+    "Ready": {
+        "type": "object",
+        "additionalProperties": False,
+        "required": ["status", "message"],
+        "properties": {
+            "status": {"const": "ok"},
+            "message": {"type": "string"},
+            "checks": {"$ref": "#/components/schemas/Checks"},
+            "warnings": _NAMES,
+        },
+    },
     "NotReady": {
         "type": "object",
         "additionalProperties": False,
@@ -128,6 +144,26 @@ _SCHEMAS: dict[str, object] = {
         "properties": {
             "error": {"type": "string"},
             "not_ready": {"type": "array", "items": {"type": "string"}},
+            "checks": {"$ref": "#/components/schemas/Checks"},
+            "warnings": _NAMES,
+        },
+    },
+    "Checks": {
+        "type": "array",
+        "description": "With ?verbose: every service, whether it is ready and whether it "
+        "counts (critical, meant to run, not excluded).",
+        "items": {
+            "type": "object",
+            "additionalProperties": False,
+            "required": ["name", "ready", "critical", "excluded", "counted", "phase"],
+            "properties": {
+                "name": {"type": "string"},
+                "ready": {"type": "boolean"},
+                "critical": {"type": "boolean"},
+                "excluded": {"type": "boolean"},
+                "counted": {"type": "boolean"},
+                "phase": {"type": "string", "enum": [str(p) for p in Phase]},
+            },
         },
     },
 }
@@ -299,10 +335,36 @@ def openapi_document(
             "Liveness: 200 while the manager serves.",
             {"200": _json("Ok", "Serving."), "503": _json("Error", "Stopping or stopped.")},
         ),
-        "/readyz": get(
-            "Readiness: 200 once every service meant to run is ready.",
-            {"200": _json("Ok", "Ready."), "503": _json("NotReady", "Not ready, with the names.")},
-        ),
+        "/readyz": {
+            "get": {
+                "summary": "Readiness: 200 once every critical service meant to run is ready.",
+                "parameters": [
+                    {
+                        "name": "exclude",
+                        "in": "query",
+                        "required": False,
+                        "description": "A service not to count (repeatable), as the "
+                        "Kubernetes API server's /readyz?exclude=.",
+                        "schema": {"type": "array", "items": {"type": "string"}},
+                        "style": "form",
+                        "explode": True,
+                    },
+                    {
+                        "name": "verbose",
+                        "in": "query",
+                        "required": False,
+                        "description": "List every service's check.",
+                        "allowEmptyValue": True,
+                        "schema": {"type": "string"},
+                    },
+                ],
+                "responses": {
+                    "200": _json("Ready", "Ready."),
+                    "503": _json("NotReady", "Not ready, with the names."),
+                    **_errors(*get_errors),
+                },
+            }
+        },
     }
     for verb in VERBS:
         extra = (404, 504) if verb in ("restart", "stop") else (404,)
