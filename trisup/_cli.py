@@ -11,7 +11,6 @@ import functools
 import logging
 import math
 import shlex
-import signal
 from collections.abc import Generator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -240,12 +239,7 @@ def run_command(
                 control=control,
                 final=final,
             )
-            try:
-                result = trio.run(run)
-            finally:
-                if final:
-                    signal.signal(signal.SIGINT, signal.SIG_IGN)
-                    signal.signal(signal.SIGTERM, signal.SIG_IGN)
+            result = trio.run(run)
     finally:
         control.close()
     return result.status.as_int()
