@@ -11,6 +11,7 @@ import functools
 import logging
 import math
 import shlex
+import signal
 from collections.abc import Generator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -239,7 +240,12 @@ def run_command(
                 control=control,
                 final=final,
             )
-            result = trio.run(run)
+            try:
+                result = trio.run(run)
+            finally:
+                if final:  # Python resets its own handlers as the interpreter exits: SIG_IGN
+                    signal.signal(signal.SIGINT, signal.SIG_IGN)
+                    signal.signal(signal.SIGTERM, signal.SIG_IGN)
     finally:
         control.close()
     return result.status.as_int()
