@@ -337,12 +337,22 @@ class Harness:
     """A manager in a Trio run on a frozen `MockClock`, in a thread, one step at a time."""
 
     def __init__(
-        self, strategy: Strategy, intensity: int | None, period: float, stop_timeout: float
+        self,
+        strategy: Strategy,
+        intensity: int | None,
+        period: float,
+        stop_timeout: float,
+        stop_order: str = "position",
     ) -> None:
         self.clock = trio.testing.MockClock()  # rate 0, no autojump: frozen between steps
         self.instrument = Instrument(self)
         self.manager = trisup.Manager(
-            "m", stop_timeout=stop_timeout, strategy=strategy, intensity=intensity, period=period
+            "m",
+            stop_timeout=stop_timeout,
+            strategy=strategy,
+            intensity=intensity,
+            period=period,
+            stop_order=stop_order,
         )
         self.manager.before_stop(self._note_stopping)
         self.intensity = intensity
@@ -994,11 +1004,17 @@ class TreeMachine(RuleBasedStateMachine):
         intensity=st.sampled_from((None, None, 1, 3)),
         period=st.sampled_from((1.0, 10.0)),
         stop_timeout=st.sampled_from((3.0, 10.0)).map(lambda t: t + MANAGER_PHASE),
+        stop_order=st.sampled_from(("position", "dependencies")),
     )
     def setup(
-        self, strategy: Strategy, intensity: int | None, period: float, stop_timeout: float
+        self,
+        strategy: Strategy,
+        intensity: int | None,
+        period: float,
+        stop_timeout: float,
+        stop_order: str,
     ) -> None:
-        self.harness = Harness(strategy, intensity, period, stop_timeout)
+        self.harness = Harness(strategy, intensity, period, stop_timeout, stop_order)
 
     @property
     def h(self) -> Harness:
