@@ -94,6 +94,9 @@ class ConsoleState:
             runs inside the tree it watches, so it starts out ``"serving"``.
         streams: how many event streams are open.
         closing: set when the console begins to stop.
+        generation: how many events have been folded in (and fresh starts from
+            the services' info); a body rendered at one generation is current
+            while it stays the same (`trisup.http._render`).
     """
 
     __slots__ = (
@@ -103,6 +106,7 @@ class ConsoleState:
         "_phases",
         "_timelines",
         "closing",
+        "generation",
         "manager",
         "manager_state",
         "streams",
@@ -113,6 +117,7 @@ class ConsoleState:
         self.manager_state = "serving"
         self.streams = 0
         self.closing = trio.Event()
+        self.generation = 0
         self._events: ev.Subscription | None = None
         self._lost = 0
         self._phases = ShownPhases()
@@ -145,6 +150,11 @@ class ConsoleState:
             out[name] = older[-1:] + [p for p in points if p[0] >= horizon]
         return out
 
+    @property
+    def tracking(self) -> bool:
+        """Whether `track` follows the manager's events now (so `generation` moves)."""
+        return self._events is not None
+
     def current_state(self) -> str:
         """The manager's state, as of now."""
         self.sync()
@@ -158,6 +168,7 @@ class ConsoleState:
             points.append((ts, now))
 
     def _reseed(self) -> None:
+        self.generation += 1
         self._phases = ShownPhases()
         ts = self.wall()
         infos = self.manager.get_services_info()
@@ -169,6 +180,7 @@ class ConsoleState:
 
     def _take(self, event: ev.Event) -> None:
         """Fold in one event taken from the subscription."""
+        self.generation += 1
         events = self._events
         if events is not None and events.lost != self._lost:
             self._lost = events.lost
