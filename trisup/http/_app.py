@@ -140,7 +140,7 @@ class _Handlers:
 
     async def services(self, request: Request) -> Response:
         body = await self.services_body.get()
-        return Response(body, media_type=JSONResponse.media_type)
+        return body.response(request.headers.get("accept-encoding", ""))
 
     async def service(self, request: Request) -> Response:
         """``GET P/api/service/{name}`` and ``POST P/api/service/{name}/{verb}``.
