@@ -6,6 +6,7 @@ Also the cached time formatting: the same text as the plain ``strftime`` formatt
 from __future__ import annotations
 
 import gzip
+import threading
 from datetime import UTC, datetime, timedelta, timezone
 
 import httpx
@@ -14,6 +15,9 @@ import trio.lowlevel
 import trio.testing
 from hypothesis import given
 from hypothesis import strategies as st
+from prometheus_client.core import Metric
+from prometheus_client.exposition import generate_latest
+from prometheus_client.registry import Collector, CollectorRegistry
 
 import trisup
 from trisup._health import api_dict
@@ -21,6 +25,7 @@ from trisup._snapshot import _datetime  # pyright: ignore[reportPrivateUsage]
 from trisup._status import rfc3339
 from trisup.http import ConsoleService
 from trisup.http._json import json_bytes
+from trisup.http._metrics import SupervisorCollector
 from trisup.http._render import GZIP_MIN, OFF_LOOP, SharedBody, accepts_gzip, services_body
 from trisup.http._state import ConsoleState
 
@@ -275,3 +280,42 @@ async def test_a_cancelled_request_leaves_the_others_their_body() -> None:
             expected = json_bytes([api_dict(info) for info in m.get_services_info()])
             assert got == [expected]
         nursery.cancel_scope.cancel()
+
+
+async def test_metrics_read_on_the_loop_written_in_a_thread() -> None:
+    """``/metrics`` of many services: the text of a plain scrape; the info read on the loop only."""
+    m = _held_manager(2 * OFF_LOOP)
+    collected: list[int] = []
+
+    class Spy(Collector):
+        def collect(self) -> list[Metric]:
+            collected.append(threading.get_ident())
+            return []
+
+    served = CollectorRegistry()
+    served.register(Spy())
+    console = ConsoleService(m, bind="127.0.0.1:0", registry=served)
+    m.add(console)
+    readers: list[int] = []
+    take = m.get_services_info
+
+    def recorded() -> list[trisup.ServiceInfo]:
+        readers.append(threading.get_ident())
+        return take()
+
+    m.get_services_info = recorded  # type: ignore[method-assign]
+    transport = httpx.ASGITransport(app=console.app)
+    async with httpx.AsyncClient(transport=transport, base_url="http://127.0.0.1:8080") as client:
+        response = await client.get("/metrics")
+    assert response.status_code == 200
+    assert readers == [threading.get_ident()]  # once, on the Trio thread
+    assert collected[-1] != threading.get_ident()  # the registry: in a worker thread
+    registry = CollectorRegistry()
+    registry.register(SupervisorCollector(m))
+    expected = generate_latest(registry).decode()
+    text = response.text
+    assert text.count("trisup_service_up{") == 2 * OFF_LOOP + 1
+    # the same families and samples; the console's collector adds the manager's state
+    assert [line for line in text.splitlines() if "trisup_manager_state" not in line] == [
+        line for line in expected.splitlines()
+    ]

@@ -309,7 +309,7 @@ class _Handlers:
 
     async def metrics(self, request: Request) -> Response:
         encoder, content_type = choose_encoder(request.headers.get("accept", ""))
-        body = await metrics_body(self.registry, encoder)
+        body = await metrics_body(self.state, self.registry, encoder)
         return Response(body, headers={"Content-Type": content_type})
 
     async def healthz(self, request: Request) -> Response:

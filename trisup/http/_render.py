@@ -12,20 +12,21 @@ takes at most one snapshot per tick.
 The snapshot is taken on the Trio thread (`Manager.get_services_info`); only its
 conversion and JSON encoding run in a worker thread (`off_loop`), from the frozen
 `ServiceInfo` values, and only for bodies large enough to pay for the thread.
-``/metrics`` collects on the loop and encodes its text in a worker thread too.
+``/metrics`` reads the services' info on the loop, and collects and writes out its
+text in a worker thread (`metrics_body`).
 """
 
 from __future__ import annotations
 
 import gzip
 import math
+import threading
 import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from typing import TypeVar, final
 
 import trio
-from prometheus_client.core import Metric
 from prometheus_client.registry import Collector, CollectorRegistry
 from starlette.responses import Response
 
@@ -40,12 +41,12 @@ __all__ = [
     "OFF_LOOP",
     "TICK",
     "Body",
-    "Collected",
     "SharedBody",
     "accepts_gzip",
     "encode",
     "metrics_body",
     "off_loop",
+    "pinned",
     "services_body",
 ]
 
@@ -212,19 +213,37 @@ class SharedBody:
             render.done.set()
 
 
-@final
-class Collected(Collector):
-    """Metric families collected already, for an encoder to write out (in a worker thread)."""
-
-    def __init__(self, families: list[Metric]) -> None:
-        self._families = families
-
-    def collect(self) -> Iterable[Metric]:
-        return self._families
+_PINNED = threading.local()
 
 
-async def metrics_body(registry: CollectorRegistry, encoder: Callable[[Collector], bytes]) -> bytes:
-    """*registry*'s metrics: collected on the loop, written out in a worker thread."""
-    families = list(registry.collect())
-    samples = sum(len(f.samples) for f in families)
-    return await off_loop(lambda: encoder(Collected(families)), large=samples >= 32 * OFF_LOOP)
+def pinned(state: ConsoleState) -> tuple[list[ServiceInfo], str] | None:
+    """The snapshot `metrics_body` took for *state*'s console, in the thread it collects in."""
+    snapshot: tuple[ConsoleState, list[ServiceInfo], str] | None = getattr(
+        _PINNED, "snapshot", None
+    )
+    if snapshot is None or snapshot[0] is not state:
+        return None
+    return snapshot[1], snapshot[2]
+
+
+async def metrics_body(
+    state: ConsoleState, registry: CollectorRegistry, encoder: Callable[[Collector], bytes]
+) -> bytes:
+    """*registry*'s metrics, written by *encoder*.
+
+    The services' info and the manager's state are read here, on the loop; with
+    many services, the registry is collected (the console's collector from that
+    snapshot, see `pinned`) and written out in a worker thread, as
+    ``prometheus_client``'s own server collects in its threads.
+    """
+    infos = state.manager.get_services_info()
+    current = state.current_state()
+
+    def work() -> bytes:
+        _PINNED.snapshot = (state, infos, current)
+        try:
+            return encoder(registry)
+        finally:
+            _PINNED.snapshot = None
+
+    return await off_loop(work, large=len(infos) >= OFF_LOOP)
