@@ -53,9 +53,9 @@ __all__ = [
 TICK = 0.1
 """The shortest life of a body, and the shortest time between two snapshots, in seconds."""
 BUDGET = 0.05
-"""The share of the time rendering may take: a render that cost *c* seconds (the
-snapshot on the loop, the encoding's CPU time in its thread) is kept, and the
-next snapshot waits, for at least *c* / `BUDGET` seconds."""
+"""The share of the time rendering may take: a render that cost *c* seconds of CPU
+(the snapshot on the loop's thread, the encoding in its worker thread) is kept, and
+the next snapshot waits, for at least *c* / `BUDGET` seconds."""
 OFF_LOOP = 64
 """From how many services on a body is encoded in a worker thread."""
 GZIP_MIN = 4096
@@ -195,12 +195,12 @@ class SharedBody:
             wait = self._taken + self._life - trio.current_time()
             await trio.sleep(max(0.0, min(self._life, wait)))
             self._next = None  # who arrives from now on waits for the next snapshot
-            began = time.perf_counter()
+            began = time.thread_time()
             state.sync()
             generation = state.generation
             infos = state.manager.get_services_info()
             taken = self._taken = trio.current_time()
-            cost = time.perf_counter() - began
+            cost = time.thread_time() - began
             body, encoding = await off_loop(lambda: encode(infos), large=len(infos) >= OFF_LOOP)
             if taken >= self._taken:  # no later snapshot was taken meanwhile
                 self._body = body
