@@ -3,15 +3,17 @@
 ``GET P/api/services`` answers from `SharedBody`: the body of one snapshot of every
 service, shared by every request that waits for it. A request is answered at
 once from the last body while it is fresh: no manager event since its snapshot
-(`ConsoleState.generation`) and younger than `TICK`, so uptimes move. Otherwise
-it waits for the next snapshot, taken after it arrived, so a verb's effect is
-always in the next ``GET``; snapshots are at least `TICK` apart, so however many
-clients ask, and however many events a crash loop sends, the supervisor's loop
-takes at most one snapshot per tick.
+(`ConsoleState.generation`) and younger than its life (`TICK`, so uptimes move,
+or longer when rendering is expensive: `BUDGET`). Otherwise it waits for the next
+snapshot, taken after it arrived, so a verb's effect is always in the next
+``GET``; snapshots are at least a life apart, so however many clients ask, and
+however many events a crash loop sends, rendering takes at most `BUDGET` of the
+time.
 
 The snapshot is taken on the Trio thread (`Manager.get_services_info`); only its
-conversion and JSON encoding run in a worker thread (`off_loop`), from the frozen
-`ServiceInfo` values, and only for bodies large enough to pay for the thread.
+conversion, JSON encoding and gzip copy run in a worker thread (`off_loop`), from
+the frozen `ServiceInfo` values (`api_dict` must stay a pure function of the info),
+and only for bodies large enough to pay for the thread.
 ``/metrics`` reads the services' info on the loop, and collects and writes out its
 text in a worker thread (`metrics_body`).
 """
