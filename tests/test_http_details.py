@@ -224,6 +224,7 @@ async def test_recent_events_are_bounded(autojump_clock: trio.testing.MockClock)
         max_restarts_in_window=0,
     )
     m.add(trisup.new_service("calm", trio.sleep_forever))
+    m.add(trisup.new_service("manual", trio.sleep_forever), auto_start=False)
     with trio.fail_after(100):
         async with serving(m) as (_, client):
             await trio.sleep(20)  # 40 restarts, about 8 events each
@@ -238,6 +239,19 @@ async def test_recent_events_are_bounded(autojump_clock: trio.testing.MockClock)
             assert "restarted for ever" in cast("str", cast("Data", body["schedule"])["text"])
             calm = await details(client, "calm")
             assert len(cast("list[Data]", calm["events"])) < RECENT
+            assert cast("Data", calm["schedule"])["remaining_failures"] == 6  # window: 5
+            manual = await details(client, "manual")
+            assert (manual["shown"], manual["events"], manual["schedule"]) == (
+                "stopped",
+                [],
+                {
+                    "next_attempt_at": None,
+                    "next_attempt_in": None,
+                    "remaining_failures": 6,
+                    "gives_up_at": None,
+                    "text": "not running; once started, gives up after 6 failures in a row",
+                },
+            )
             unknown = await client.get(f"{API}/service/nope/details")
             assert (unknown.status_code, unknown.json()) == (
                 404,
