@@ -18,6 +18,7 @@ import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
+import console
 import control
 import isolation
 import processes
@@ -28,7 +29,7 @@ from harness import Row
 
 import trisup
 
-GROUPS = ("restarts", "scale", "control", "isolation", "processes")
+GROUPS = ("restarts", "scale", "control", "isolation", "processes", "console")
 
 
 def _fmt(value: float) -> str:
@@ -85,6 +86,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         "processes": lambda: processes.run(
             reps=3, duration=1.0 if quick else 3.0, count=200 if quick else 1_000
         ),
+        "console": lambda: console.run(reps=reps, duration=1.0 if quick else 2.0),
     }
     print(
         f"trisup {trisup.__version__}, trio {trio.__version__}, "

@@ -16,8 +16,21 @@ if TYPE_CHECKING:
 __all__ = ["snapshot"]
 
 
+_DATETIMES: dict[float, datetime] = {}
+_DATETIMES_SIZE = 8192
+
+
 def _datetime(posix: float | None) -> datetime | None:
-    return None if posix is None else datetime.fromtimestamp(posix, UTC)
+    """The UTC datetime of *posix*; kept in a bounded cache, since a runner's times
+    (its creation, its last start) repeat in every snapshot until they change."""
+    if posix is None:
+        return None
+    moment = _DATETIMES.get(posix)
+    if moment is None:
+        if len(_DATETIMES) >= _DATETIMES_SIZE:
+            _DATETIMES.clear()
+        moment = _DATETIMES[posix] = datetime.fromtimestamp(posix, UTC)
+    return moment
 
 
 def _details(service: Service) -> dict[str, object]:

@@ -128,10 +128,30 @@ def go_duration(seconds: float) -> str:
     return sign + text
 
 
+_RFC3339_CACHE: dict[datetime, str] = {}
+_RFC3339_CACHE_SIZE = 8192
+
+
 def rfc3339(moment: datetime | None) -> str:
-    """Format a time as Go's JSON encoding of ``time.Time`` does, in UTC."""
+    """Format a time as Go's JSON encoding of ``time.Time`` does, in UTC.
+
+    A snapshot's times repeat from one snapshot to the next (a creation time
+    never changes), so the text of a UTC time is kept in a bounded cache;
+    `_rfc3339` formats.
+    """
     if moment is None:
         return ZERO_TIME
+    if moment.tzinfo is not UTC:  # a naive time reads as local time: not cached
+        return _rfc3339(moment)
+    text = _RFC3339_CACHE.get(moment)
+    if text is None:
+        if len(_RFC3339_CACHE) >= _RFC3339_CACHE_SIZE:
+            _RFC3339_CACHE.clear()
+        text = _RFC3339_CACHE[moment] = _rfc3339(moment)
+    return text
+
+
+def _rfc3339(moment: datetime) -> str:
     moment = moment.astimezone(UTC)
     text = moment.strftime("%Y-%m-%dT%H:%M:%S")
     if moment.microsecond:

@@ -65,6 +65,7 @@ from .._status import Phase, RestartPolicy, ServiceInfo, rfc3339
 from ..process import ProcessService, describe_exit
 from ._json import JSONResponse, error_response, json_bytes, ok_response
 from ._openapi import VERBS, openapi_document
+from ._render import SharedBody, metrics_body
 from ._security import Guard
 from ._sse import EventStream
 from ._state import ConsoleState
@@ -119,6 +120,7 @@ class _Handlers:
         self.registry = registry
         self.console = console
         self.assets = _load_assets()
+        self.services_body = SharedBody(state)
         self.openapi = json_bytes(
             openapi_document(prefix, token_required=token_required, reload=reloader is not None)
         )
@@ -146,7 +148,8 @@ class _Handlers:
     # ---------------------------------------------------------------- the API
 
     async def services(self, request: Request) -> Response:
-        return JSONResponse([api_dict(info) for info in self.manager.get_services_info()])
+        body = await self.services_body.get()
+        return body.response(request.headers.get("accept-encoding", ""))
 
     async def service(self, request: Request) -> Response:
         """``GET P/api/service/{name}[/output|/details]`` and ``POST P/api/service/{name}/{verb}``.
@@ -348,7 +351,8 @@ class _Handlers:
 
     async def metrics(self, request: Request) -> Response:
         encoder, content_type = choose_encoder(request.headers.get("accept", ""))
-        return Response(encoder(self.registry), headers={"Content-Type": content_type})
+        body = await metrics_body(self.state, self.registry, encoder)
+        return Response(body, headers={"Content-Type": content_type})
 
     async def healthz(self, request: Request) -> Response:
         state = self.state.current_state()

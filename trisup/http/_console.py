@@ -14,8 +14,10 @@ from hypercorn.typing import ASGIFramework
 from prometheus_client.registry import CollectorRegistry
 
 from .._manager import Manager
+from .._status import ServiceInfo
 from ._app import Reload, build_app
 from ._metrics import SupervisorCollector
+from ._render import pinned
 from ._security import TOKEN_ENV, Bind, parse_bind, resolve_token
 from ._state import ConsoleState
 
@@ -74,7 +76,8 @@ def _server_log() -> logging.Logger:
 
 
 class _ConsoleCollector(SupervisorCollector):
-    """The collector of a console: the manager's state from its events."""
+    """The collector of a console: the manager's state from its events, and the
+    snapshot ``/metrics`` took on the loop when it collects in a worker thread."""
 
     def __init__(self, state: ConsoleState) -> None:
         super().__init__(state.manager)
@@ -82,6 +85,9 @@ class _ConsoleCollector(SupervisorCollector):
 
     def _manager_state(self) -> str | None:
         return self._console_state.current_state()
+
+    def _snapshot(self) -> tuple[list[ServiceInfo], str | None]:
+        return pinned(self._console_state) or super()._snapshot()
 
 
 @final

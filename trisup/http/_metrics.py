@@ -8,7 +8,7 @@ from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metri
 from prometheus_client.registry import Collector
 
 from .._manager import Manager
-from .._status import Phase, ServiceStatus
+from .._status import Phase, ServiceInfo, ServiceStatus
 
 __all__ = ["MANAGER_STATES", "SupervisorCollector"]
 
@@ -72,11 +72,14 @@ class SupervisorCollector(Collector):
         """The manager's state, if known (a subclass may know it)."""
         return None
 
+    def _snapshot(self) -> tuple[list[ServiceInfo], str | None]:
+        """The services' info and the manager's state (if known) a scrape reports."""
+        return self._manager.get_services_info(), self._manager_state()
+
     def collect(self) -> Iterator[Metric]:
         """Yield the metric families of one scrape."""
-        manager = self._manager
-        infos = manager.get_services_info()
-        m = manager.name
+        infos, current = self._snapshot()
+        m = self._manager.name
 
         def gauge(name: str, doc: str, labels: list[str] = _SERVICE) -> GaugeMetricFamily:
             return GaugeMetricFamily(name, doc, labels=labels)
@@ -129,7 +132,6 @@ class SupervisorCollector(Collector):
             run.add_metric(labels, metric.total_uptime)
         yield from (up, status, phase, starts, successes, errors, restarts, window, consec, delay)
         yield from (uptime, run)
-        current = self._manager_state()
         if current is not None:
             state = gauge(
                 "trisup_manager_state",

@@ -106,6 +106,9 @@ class ConsoleState:
             runs inside the tree it watches, so it starts out ``"serving"``.
         streams: how many event streams are open.
         closing: set when the console begins to stop.
+        generation: how many events have been folded in (and fresh starts from
+            the services' info); a body rendered at one generation is current
+            while it stays the same (`trisup.http._render`).
     """
 
     __slots__ = (
@@ -117,6 +120,7 @@ class ConsoleState:
         "_recent",
         "_timelines",
         "closing",
+        "generation",
         "manager",
         "manager_state",
         "streams",
@@ -127,6 +131,7 @@ class ConsoleState:
         self.manager_state = "serving"
         self.streams = 0
         self.closing = trio.Event()
+        self.generation = 0
         self._events: TreeSubscription[Manager] | None = None
         self._lost = 0
         self._phases = ShownPhases()
@@ -173,6 +178,11 @@ class ConsoleState:
             out[key] = older[-1:] + [p for p in points if p[0] >= horizon]
         return out
 
+    @property
+    def tracking(self) -> bool:
+        """Whether `track` follows the manager's events now (so `generation` moves)."""
+        return self._events is not None
+
     def recent(self, group: str, name: str) -> list[ev.ServiceEvent]:
         """The service's last `RECENT` events, oldest first (none before the console ran)."""
         self.sync()
@@ -192,6 +202,7 @@ class ConsoleState:
             points.append((ts, now))
 
     def _reseed(self) -> None:
+        self.generation += 1
         self._phases = ShownPhases()
         ts = self.wall()
         keys: set[Key] = set()
@@ -215,6 +226,7 @@ class ConsoleState:
 
     def _take(self, path: str, event: ev.Event) -> None:
         """Fold in one event of group *path* taken from the subscription."""
+        self.generation += 1
         events = self._events
         if events is not None and events.lost != self._lost:
             self._lost = events.lost
