@@ -11,6 +11,7 @@ import importlib.util
 import os
 import re
 import shutil
+import socket
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -112,11 +113,23 @@ class Seen:
     headers: list[str] = field(default_factory=list[str])
     phases: dict[str, str] = field(default_factory=dict[str, str])
     delays: dict[str, str] = field(default_factory=dict[str, str])
+    delay_samples: list[list[str]] = field(default_factory=list[list[str]])
     ticks: list[str] = field(default_factory=list[str])
     tip: str = ""
     uptime_title: str = ""
     error: str = ""
     error_title: str = ""
+
+
+SAMPLE_DELAYS = """async () => {
+  const row = document.querySelector('#rows tr[data-service="flappy"]');
+  const seen = [];
+  for (let i = 0; i < 90; i++) {
+    await new Promise((done) => requestAnimationFrame(done));
+    seen.push([row.dataset.phase, row.querySelector("td.col-delay").textContent]);
+  }
+  return seen;
+}"""
 
 
 def _drive(url: str, shot: Path, add_odd: partial[None]) -> Seen:
@@ -153,7 +166,9 @@ def _drive(url: str, shot: Path, add_odd: partial[None]) -> Seen:
             expect(flappy).to_have_attribute("data-phase", "backoff", timeout=10_000)
             expect(flappy.locator(".phase")).to_have_text("backoff")
             expect(flappy.locator(".status")).to_have_text("crashing")
-            seen.delays["flappy"] = flappy.locator("td.col-delay").inner_text()
+            expect(flappy.locator("td.col-delay")).to_have_text("300ms")
+            seen.delays["flappy"] = "300ms"
+            seen.delay_samples = page.evaluate(SAMPLE_DELAYS)
             seen.delays["worker"] = page.locator(
                 '#rows tr[data-service="worker"] td.col-delay'
             ).inner_text()
@@ -241,6 +256,8 @@ async def test_console_in_chromium(tmp_path: Path) -> None:
     assert result.headers[:3] == ["Service", "Phase", "Status"]
     # the delay shows only while a service backs off
     assert result.delays == {"flappy": "300ms", "worker": ""}
+    assert {phase for phase, _ in result.delay_samples} >= {"backoff", "running"}
+    assert all((phase == "backoff") == (delay != "") for phase, delay in result.delay_samples)
     assert result.ticks[-1] == "now"
     assert len(result.ticks) >= 2
     assert re.fullmatch(r"-\d+[sm]", result.ticks[0]), result.ticks
@@ -502,3 +519,113 @@ async def test_console_find_in_chromium() -> None:
     assert seen.long_title == LONG
     assert seen.long_lines == 1  # cut with an ellipsis, never broken mid-word
     assert seen.long_style == "nowrap keep-all"
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port: int = sock.getsockname()[1]
+        return port
+
+
+async def _stubborn() -> None:
+    try:
+        await trio.sleep_forever()
+    finally:
+        with trio.move_on_after(1.5, shield=True):
+            await trio.sleep_forever()
+
+
+@dataclass
+class Honest:
+    """What the disconnected test saw."""
+
+    messages: list[str] = field(default_factory=list[str])
+    classes: str = ""
+    banner: str = ""
+    opacity: float = 1.0
+    enabled_offline: int = -1
+    restart_all_offline: bool = False
+    rows_back: list[str] = field(default_factory=list[str])
+    enabled_back: int = -1
+    banner_back: bool = False
+    problems: list[str] = field(default_factory=list[str])
+
+
+def _drive_honest(url: str, control: Callable[[str, str], None]) -> Honest:
+    """Act (one success, one failure), stop the console under the page, then start it again."""
+    from playwright.sync_api import expect
+
+    seen = Honest()
+    actions = "#rows button.action:not([data-action=details])"
+    with _chromium(seen.problems) as browser:
+        page = _watch(_new_page(browser), seen.problems)
+        page.goto(url)
+        expect(page.locator("#connection")).to_have_text("live")
+        expect(page.locator("#rows tr.service")).to_have_count(4)
+        worker = page.locator('#rows tr[data-service="worker"]')
+        worker.locator('button[data-action="stop"]').click()
+        expect(worker).to_have_attribute("data-status", "stopped", timeout=10_000)
+        first = page.locator("#messages li").first
+        expect(first).to_have_attribute("data-text", "service stopped, name=worker")
+        page.locator('#rows tr[data-service="stubborn"] button[data-action="stop"]').click()
+        expect(first).to_have_class("error", timeout=10_000)
+        seen.messages = [
+            li.get_attribute("data-text") or "" for li in page.locator("#messages li").all()
+        ]
+        control("stop", "console")
+        expect(page.locator("body")).to_have_class("offline", timeout=10_000)
+        seen.banner = page.locator("#offline").inner_text()
+        seen.classes = page.locator("body").get_attribute("class") or ""
+        seen.opacity = float(
+            page.locator('#rows tr[data-service="gone"] td.col-phase').evaluate(
+                "n => getComputedStyle(n).opacity"
+            )
+        )
+        seen.enabled_offline = page.locator(actions + ":enabled").count()
+        seen.restart_all_offline = page.locator("#restart-all").is_disabled()
+        control("delete", "gone")
+        control("start", "console")
+        expect(page.locator("body")).not_to_have_class("offline", timeout=15_000)
+        expect(page.locator("#rows tr.service")).to_have_count(3)
+        seen.rows_back = sorted(page.locator("#rows td.col-name").all_inner_texts())
+        seen.enabled_back = page.locator(actions + ":enabled").count()
+        seen.banner_back = page.locator("#offline").is_hidden()
+    return seen
+
+
+async def test_console_disconnected_in_chromium() -> None:
+    """Without its stream the page greys out and disables actions; it resyncs on return."""
+    _require_browser()
+    m = trisup.Manager("shop")
+    m.add(trisup.new_service("worker", trio.sleep_forever))
+    m.add(trisup.new_service("gone", trio.sleep_forever))
+    m.add(trisup.new_service("stubborn", _stubborn), stop_timeout=0.25)
+    console = ConsoleService(m, bind=f"127.0.0.1:{_free_port()}")
+    m.add(console)
+    token = trio.lowlevel.current_trio_token()
+
+    async def control_async(verb: str, name: str) -> None:
+        if verb == "stop":
+            await m.stop_service(name)
+        elif verb == "start":
+            await m.start_service(name)
+        else:
+            await m.delete(name)
+
+    def control(verb: str, name: str) -> None:
+        trio.from_thread.run(control_async, verb, name, trio_token=token)
+
+    seen = await _serve(m, console, partial(_drive_honest, control=control))
+    assert seen.problems == []
+    assert len(seen.messages) == 2
+    assert re.fullmatch(r"stop of stubborn failed: HTTP 504 .*stubborn.*", seen.messages[0])
+    assert seen.messages[1] == "service stopped, name=worker"  # kept, not overwritten
+    assert re.fullmatch(r"Disconnected since \d\d:\d\d:\d\d, retrying", seen.banner), seen.banner
+    assert "offline" in seen.classes.split()
+    assert seen.opacity < 1
+    assert seen.enabled_offline == 0
+    assert seen.restart_all_offline
+    assert seen.rows_back == ["console", "stubborn", "worker"]  # gone while away: gone
+    assert seen.enabled_back > 0
+    assert seen.banner_back
