@@ -294,11 +294,27 @@
 
   // ------------------------------------------------------------ details
 
+  // Rows spanning the table span the columns on show: narrow screens hide some, and
+  // a wider span would add columns of its own.
+  let shownColumns = 0;
+  function columnsShown() {
+    if (!shownColumns) {
+      shownColumns = [...document.querySelectorAll("#services thead th")].filter((th) => th.offsetParent !== null).length;
+    }
+    return shownColumns || COLUMNS.length;
+  }
+
+  function respan() {
+    shownColumns = 0;
+    const span = columnsShown();
+    for (const cell of document.querySelectorAll("#rows tr.group > td, #rows tr.details > td")) cell.colSpan = span;
+  }
+
   function detailsRow(entry) {
     const row = el("tr", { className: "details" });
     row.dataset.service = entry.name;
     row.dataset.group = entry.group;
-    const cell = el("td", { colSpan: COLUMNS.length });
+    const cell = el("td", { colSpan: columnsShown() });
     const box = el("div", { className: "details-box" });
     cell.append(box);
     row.append(cell);
@@ -432,7 +448,7 @@
     if (path === "" || groups.has(path)) return;
     const row = el("tr", { className: "group" });
     row.dataset.group = path;
-    const cell = el("td", { colSpan: COLUMNS.length });
+    const cell = el("td", { colSpan: columnsShown() });
     const toggle = el("button", { type: "button", className: "toggle" });
     const depth = path.split("/").length - 1;
     if (depth) cell.style.paddingLeft = `${10 + 16 * depth}px`;
@@ -910,6 +926,9 @@
           } else visible.delete(entry);
         }
       });
+    }
+    for (const query of ["(max-width: 1400px)", "(max-width: 1100px)"]) {
+      window.matchMedia(query).addEventListener("change", respan);
     }
     connect();
     setInterval(() => {
