@@ -28,7 +28,7 @@ from trisup import RestartPolicy, ServiceStatus
 from trisup.http import ConsoleService
 
 if TYPE_CHECKING:
-    from playwright.sync_api import Browser, BrowserContext, Dialog, Page, Route
+    from playwright.sync_api import Browser, BrowserContext, Dialog, Locator, Page, Route
 
 S = ServiceStatus
 CHROMIUM = "/usr/bin/chromium"
@@ -629,3 +629,108 @@ async def test_console_disconnected_in_chromium() -> None:
     assert seen.rows_back == ["console", "stubborn", "worker"]  # gone while away: gone
     assert seen.enabled_back > 0
     assert seen.banner_back
+
+
+@dataclass
+class Asked:
+    """What the confirmation test saw."""
+
+    stop_title: str = ""
+    stop_items: list[str] = field(default_factory=list[str])
+    after_cancel: str = ""
+    messages_after_cancel: int = -1
+    restart_items: list[str] = field(default_factory=list[str])
+    restarted: str = ""
+    lone_asked: bool = True
+    lone: str = ""
+    self_text: str = ""
+    all_items: list[str] = field(default_factory=list[str])
+    all_text: str = ""
+    problems: list[str] = field(default_factory=list[str])
+
+
+def _drive_asked(url: str) -> Asked:
+    """Stop and restart a dependency, stop a lone service, the console, restart all."""
+    from playwright.sync_api import expect
+
+    seen = Asked()
+    with _chromium(seen.problems) as browser:
+        page = _watch(_new_page(browser), seen.problems)
+        dialogs: list[str] = []
+        page.on("dialog", lambda d: (dialogs.append(d.message), d.dismiss()))
+        page.goto(url)
+        expect(page.locator("#rows tr.service")).to_have_count(5)
+        expect(page.locator("#connection")).to_have_text("live")
+        confirm = page.locator("#confirm")
+        items = page.locator("#confirm-list li")
+        first = page.locator("#messages li").first
+
+        def row(name: str) -> Locator:
+            return page.locator(f'#rows tr.service[data-service="{name}"]')
+
+        expect(row("web")).to_have_attribute("data-status", "running", timeout=10_000)
+        row("db").locator('button[data-action="stop"]').click()
+        expect(confirm).to_be_visible()
+        seen.stop_title = page.locator("#confirm-title").inner_text()
+        seen.stop_items = items.all_inner_texts()
+        page.locator("#confirm-cancel").click()
+        expect(confirm).to_be_hidden()
+        page.wait_for_timeout(500)
+        seen.after_cancel = row("db").get_attribute("data-status") or ""
+        seen.messages_after_cancel = page.locator("#messages li").count()
+
+        row("db").locator('button[data-action="restart"]').click()
+        expect(confirm).to_be_visible()
+        seen.restart_items = items.all_inner_texts()
+        page.locator("#confirm-ok").click()
+        expect(first).to_have_attribute("data-text", re.compile("."), timeout=10_000)
+        seen.restarted = first.get_attribute("data-text") or ""
+
+        row("lone").locator('button[data-action="stop"]').click()
+        expect(row("lone")).to_have_attribute("data-status", "stopped", timeout=10_000)
+        seen.lone_asked = confirm.is_visible()
+        expect(first).to_have_attribute("data-text", "service stopped, name=lone")
+        seen.lone = first.get_attribute("data-text") or ""
+
+        row("console").locator('button[data-action="stop"]').click()
+        expect(confirm).to_be_visible()
+        seen.self_text = page.locator("#confirm-text").inner_text()
+        page.keyboard.press("Escape")  # as Cancel
+        expect(confirm).to_be_hidden()
+
+        page.locator("#restart-all").click()
+        expect(confirm).to_be_visible()
+        seen.all_items = items.all_inner_texts()
+        seen.all_text = page.locator("#confirm-text").inner_text()
+        page.locator("#confirm-cancel").click()
+        expect(confirm).to_be_hidden()
+        page.wait_for_timeout(300)
+        seen.problems.extend(dialogs)  # never window.confirm
+    return seen
+
+
+async def test_console_confirmations_in_chromium() -> None:
+    """Stop or restart of a dependency, the console's own Stop and Restart all ask first."""
+    _require_browser()
+    m = trisup.Manager("shop")
+    m.add(trisup.new_service("db", trio.sleep_forever))
+    m.add(trisup.new_service("api", trio.sleep_forever), depends_on=["db"])
+    m.add(trisup.new_service("web", trio.sleep_forever), depends_on=["api"])
+    m.add(trisup.new_service("lone", trio.sleep_forever))
+    console = ConsoleService(m, bind="127.0.0.1:0")
+    m.add(console)
+    seen = await _serve(m, console, _drive_asked)
+    assert seen.problems == []
+    assert seen.stop_title == "Stop db?"
+    assert seen.stop_items == ["api", "web"]  # web depends on db through api
+    assert seen.after_cancel == "running"
+    assert seen.messages_after_cancel == 0
+    assert seen.restart_items == ["api", "web"]
+    assert seen.restarted == "service restarted, name=db"
+    assert not seen.lone_asked
+    assert seen.lone == "service stopped, name=lone"
+    assert "Stopping console ends this page's connection" in seen.self_text
+    assert seen.all_items == ["api", "console", "db", "lone", "web"]
+    assert "console" in seen.all_text
+    starts = {name: m.get_service_info(name).metric.start_count for name in ("db", "api", "lone")}
+    assert starts == {"db": 2, "api": 2, "lone": 1}  # the restart reached the dependent
