@@ -734,3 +734,105 @@ async def test_console_confirmations_in_chromium() -> None:
     assert "console" in seen.all_text
     starts = {name: m.get_service_info(name).metric.start_count for name in ("db", "api", "lone")}
     assert starts == {"db": 2, "api": 2, "lone": 1}  # the restart reached the dependent
+
+
+@dataclass
+class Grouped:
+    """What the groups test saw."""
+
+    flappies: list[str] = field(default_factory=list[str])
+    summary: str = ""
+    collapsed_rows: list[str] = field(default_factory=list[str])
+    expanded: str = ""
+    url: str = ""
+    linked_rows: list[str] = field(default_factory=list[str])
+    linked_headers: list[str] = field(default_factory=list[str])
+    reopened: list[str] = field(default_factory=list[str])
+    failing_rows: list[str] = field(default_factory=list[str])
+    failing_headers: list[str] = field(default_factory=list[str])
+    problems: list[str] = field(default_factory=list[str])
+
+
+def _rows_with_groups(page: Page) -> list[str]:
+    """The rows on show: group headers as ``[path]``, services as ``group/name``."""
+    return page.evaluate(
+        """() => [...document.querySelectorAll('#rows tr:not([hidden])')]
+            .filter((r) => !r.classList.contains('details'))
+            .map((r) => r.classList.contains('group') ? `[${r.dataset.group}]`
+                 : `${r.dataset.group}/${r.dataset.service}`)"""
+    )
+
+
+def _drive_groups(url: str) -> Grouped:
+    """Collapse and expand a nested manager's group, from a click and from the URL."""
+    from playwright.sync_api import expect
+
+    seen = Grouped()
+    with _chromium(seen.problems) as browser:
+        page = _watch(_new_page(browser), seen.problems)
+        page.goto(url)
+        expect(page.locator("#rows tr.service")).to_have_count(8)
+        jobs = page.locator('#rows tr.group[data-group="jobs"]')
+        flappy = page.locator('#rows tr.service[data-group="jobs"][data-service="flappy"]')
+        expect(flappy).to_have_attribute("data-status", "crashing", timeout=10_000)
+        expect(jobs.locator(".summary")).to_contain_text("1 failing", timeout=10_000)
+        seen.summary = jobs.locator(".summary").inner_text()
+        seen.flappies = [
+            f"{r.get_attribute('data-group')}:{r.get_attribute('data-status')}"
+            for r in page.locator('#rows tr.service[data-service="flappy"]').all()
+        ]
+        jobs.locator("button.toggle").click()
+        seen.collapsed_rows = _rows_with_groups(page)
+        seen.expanded = jobs.locator("button.toggle").get_attribute("aria-expanded") or ""
+        seen.url = page.evaluate("location.search")
+
+        linked = _watch(_new_page(browser), seen.problems)
+        linked.goto(url + seen.url)
+        expect(linked.locator("#rows tr.service")).to_have_count(8)
+        seen.linked_rows = _rows_with_groups(linked)
+        linked.locator('#rows tr.group[data-group="jobs"] button.toggle').click()
+        seen.reopened = _rows_with_groups(linked)
+        mailer = linked.locator('#rows tr.service[data-group="jobs"][data-service="mailer"]')
+        mailer.locator('button[data-action="stop"]').click()  # POST ...?group=jobs
+        expect(mailer).to_have_attribute("data-status", "stopped", timeout=10_000)
+        expect(linked.locator("#messages li").first).to_have_attribute(
+            "data-text", "service stopped, name=mailer"
+        )
+        linked.locator('#cards .card[data-filter="failing"]').click()
+        seen.failing_rows = _rows_with_groups(linked)
+    return seen
+
+
+async def test_console_groups_in_chromium() -> None:
+    """A nested manager's services form a collapsible group with its own summary."""
+    _require_browser()
+    m = trisup.Manager("shop")
+    m.add(trisup.new_service("flappy", trio.sleep_forever))  # same name, another group
+    m.add(trisup.new_service("web", trio.sleep_forever))
+    jobs = trisup.Manager("jobs")
+    jobs.add(trisup.new_service("mailer", trio.sleep_forever))
+    jobs.add(
+        trisup.new_service("flappy", _flap),
+        restart_delay=0.05,
+        backoff_multiplier=1,
+        max_restarts_in_window=0,
+    )
+    sub = trisup.Manager("sub")
+    sub.add(trisup.new_service("indexer", trio.sleep_forever))
+    jobs.add(sub)
+    m.add(jobs)
+    console = ConsoleService(m, bind="127.0.0.1:0")
+    m.add(console)
+    seen = await _serve(m, console, _drive_groups)
+    assert seen.problems == []
+    assert sorted(seen.flappies) == [":running", "jobs:crashing"]
+    assert seen.summary == "3 services · 1 failing · 3 running"
+    root = ["/console", "/flappy", "/jobs", "/web"]
+    assert seen.collapsed_rows == [*root, "[jobs]"]  # its services and subgroups hidden
+    assert seen.expanded == "false"
+    assert seen.url == "?collapsed=jobs"
+    assert seen.linked_rows == seen.collapsed_rows
+    everything = [*root, "[jobs]", "jobs/flappy", "jobs/mailer", "jobs/sub", "[jobs/sub]"]
+    assert seen.reopened == [*everything, "jobs/sub/indexer"]
+    assert seen.failing_rows == ["[jobs]", "jobs/flappy"]
+    assert jobs.get_service_info("mailer").stopped
