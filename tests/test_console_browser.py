@@ -12,7 +12,7 @@ import os
 import re
 import shutil
 import socket
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Generator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from functools import partial
@@ -189,9 +189,10 @@ def _drive(url: str, shot: Path, add_odd: partial[None]) -> Seen:
             strip.hover(position={"x": box["width"] - 3, "y": 5})  # the latest phase
             expect(page.locator("#tip")).to_be_visible()
             seen.tip = page.locator("#tip").inner_text()
-            seen.uptime_title = page.locator(
-                '#rows tr[data-service="worker"] td.col-uptime'
-            ).get_attribute("title") or ""
+            seen.uptime_title = (
+                page.locator('#rows tr[data-service="worker"] td.col-uptime').get_attribute("title")
+                or ""
+            )
             cache = page.locator('#rows tr[data-service="cache"] td.col-error')
             seen.error, seen.error_title = cache.inner_text(), cache.get_attribute("title") or ""
             page.evaluate("window.loadedOnce = true")
@@ -261,9 +262,9 @@ async def test_console_in_chromium(tmp_path: Path) -> None:
     assert result.ticks[-1] == "now"
     assert len(result.ticks) >= 2
     assert re.fullmatch(r"-\d+[sm]", result.ticks[0]), result.ticks
-    assert re.fullmatch(
-        r"\d\d:\d\d:\d\d–(\d\d:\d\d:\d\d|now) \w+ \(\d+(\.\d)? s\)", result.tip
-    ), result.tip
+    assert re.fullmatch(r"\d\d:\d\d:\d\d–(\d\d:\d\d:\d\d|now) \w+ \(\d+(\.\d)? s\)", result.tip), (
+        result.tip
+    )
     assert re.fullmatch(r"up since \d\d:\d\d:\d\d", result.uptime_title), result.uptime_title
     assert "config file /etc/app/cache.toml not found" in result.error
     assert result.error_title.startswith(result.error + "\nat ")
@@ -362,8 +363,8 @@ async def _serve(m: trisup.Manager, console: ConsoleService, drive: Callable[[st
 
 
 @contextmanager
-def _chromium(problems: list[str]) -> Iterator[Browser]:
-    """Chromium, closed on exit; every page error lands in *problems* (see `_watch`)."""
+def _chromium() -> Generator[Browser]:
+    """Chromium, closed on exit."""
     from playwright.sync_api import sync_playwright
 
     with sync_playwright() as pw:
@@ -416,7 +417,7 @@ def _drive_find(url: str) -> Found:
     from playwright.sync_api import expect
 
     seen = Found()
-    with _chromium(seen.problems) as browser:
+    with _chromium() as browser:
         page = _watch(_new_page(browser), seen.problems)
         page.goto(url)
         expect(page.locator("#rows tr.service")).to_have_count(8)
@@ -558,7 +559,7 @@ def _drive_honest(url: str, control: Callable[[str, str], None]) -> Honest:
 
     seen = Honest()
     actions = "#rows button.action:not([data-action=details])"
-    with _chromium(seen.problems) as browser:
+    with _chromium() as browser:
         page = _watch(_new_page(browser), seen.problems)
         page.goto(url)
         expect(page.locator("#connection")).to_have_text("live")
@@ -654,10 +655,15 @@ def _drive_asked(url: str) -> Asked:
     from playwright.sync_api import expect
 
     seen = Asked()
-    with _chromium(seen.problems) as browser:
+    with _chromium() as browser:
         page = _watch(_new_page(browser), seen.problems)
         dialogs: list[str] = []
-        page.on("dialog", lambda d: (dialogs.append(d.message), d.dismiss()))
+
+        def refuse(dialog: Dialog) -> None:
+            dialogs.append(dialog.message)
+            dialog.dismiss()
+
+        page.on("dialog", refuse)
         page.goto(url)
         expect(page.locator("#rows tr.service")).to_have_count(5)
         expect(page.locator("#connection")).to_have_text("live")
@@ -755,12 +761,13 @@ class Grouped:
 
 def _rows_with_groups(page: Page) -> list[str]:
     """The rows on show: group headers as ``[path]``, services as ``group/name``."""
-    return page.evaluate(
+    rows: list[str] = page.evaluate(
         """() => [...document.querySelectorAll('#rows tr:not([hidden])')]
             .filter((r) => !r.classList.contains('details'))
             .map((r) => r.classList.contains('group') ? `[${r.dataset.group}]`
                  : `${r.dataset.group}/${r.dataset.service}`)"""
     )
+    return rows
 
 
 def _drive_groups(url: str) -> Grouped:
@@ -768,7 +775,7 @@ def _drive_groups(url: str) -> Grouped:
     from playwright.sync_api import expect
 
     seen = Grouped()
-    with _chromium(seen.problems) as browser:
+    with _chromium() as browser:
         page = _watch(_new_page(browser), seen.problems)
         page.goto(url)
         expect(page.locator("#rows tr.service")).to_have_count(8)
