@@ -122,11 +122,11 @@ class Seen:
 
 
 SAMPLE_DELAYS = """async () => {
-  const row = document.querySelector('#rows tr[data-service="flappy"]');
+  const row = document.querySelector('#rows .service[data-service="flappy"]');
   const seen = [];
   for (let i = 0; i < 90; i++) {
     await new Promise((done) => requestAnimationFrame(done));
-    seen.push([row.dataset.phase, row.querySelector("td.col-delay").textContent]);
+    seen.push([row.dataset.phase, row.querySelector(".col-delay").textContent]);
   }
   return seen;
 }"""
@@ -150,35 +150,35 @@ def _drive(url: str, shot: Path, add_odd: partial[None]) -> Seen:
                 lambda msg: problems.append(msg.text) if msg.type == "error" else None,
             )
             page.goto(url)
-            rows = page.locator("#rows tr.service")
+            rows = page.locator("#rows .service")
             expect(rows).to_have_count(7)
             expect(page.locator("#connection")).to_have_text("live")
             expect(page.locator("#manager-state")).to_have_text("serving")
-            seen.headers = page.locator("#services th").all_inner_texts()
-            flappy = page.locator('#rows tr[data-service="flappy"]')
+            seen.headers = page.locator("#services .head .cell").all_inner_texts()
+            flappy = page.locator('#rows .service[data-service="flappy"]')
             expect(flappy).to_have_attribute("data-status", "crashing", timeout=10_000)
-            expect(page.locator('#rows tr[data-service="cache"]')).to_have_attribute(
+            expect(page.locator('#rows .service[data-service="cache"]')).to_have_attribute(
                 "data-status", "failed", timeout=10_000
             )
             page.wait_for_timeout(400)  # a re-sort follows within ORDER_EVERY
-            seen.names = page.locator("#rows td.col-name").all_inner_texts()
+            seen.names = page.locator("#rows .col-name").all_inner_texts()
             # the phase comes from the server's phase events, never guessed by the page
             expect(flappy).to_have_attribute("data-phase", "backoff", timeout=10_000)
             expect(flappy.locator(".phase")).to_have_text("backoff")
             expect(flappy.locator(".status")).to_have_text("crashing")
-            expect(flappy.locator("td.col-delay")).to_have_text("300ms")
+            expect(flappy.locator(".col-delay")).to_have_text("300ms")
             seen.delays["flappy"] = "300ms"
             seen.delay_samples = page.evaluate(SAMPLE_DELAYS)
             seen.delays["worker"] = page.locator(
-                '#rows tr[data-service="worker"] td.col-delay'
+                '#rows .service[data-service="worker"] .col-delay'
             ).inner_text()
-            expect(page.locator('#rows tr[data-service="cache"]')).to_have_attribute(
+            expect(page.locator('#rows .service[data-service="cache"]')).to_have_attribute(
                 "data-status", "failed"
             )
-            batch = page.locator('#rows tr[data-service="batch"]')
+            batch = page.locator('#rows .service[data-service="batch"]')
             expect(batch).to_have_attribute("data-phase", "completed", timeout=10_000)
             for name in ("api", "worker", "cache", "reports", "batch"):
-                row = page.locator(f'#rows tr[data-service="{name}"]')
+                row = page.locator(f'#rows .service[data-service="{name}"]')
                 seen.phases[name] = row.locator(".phase").inner_text()
             expect(page.locator("#card-total")).to_have_text("7")
             page.wait_for_timeout(3000)  # let the timeline show a few restarts
@@ -190,10 +190,10 @@ def _drive(url: str, shot: Path, add_odd: partial[None]) -> Seen:
             expect(page.locator("#tip")).to_be_visible()
             seen.tip = page.locator("#tip").inner_text()
             seen.uptime_title = (
-                page.locator('#rows tr[data-service="worker"] td.col-uptime').get_attribute("title")
+                page.locator('#rows .service[data-service="worker"] .col-uptime').get_attribute("title")
                 or ""
             )
-            cache = page.locator('#rows tr[data-service="cache"] td.col-error')
+            cache = page.locator('#rows .service[data-service="cache"] .col-error')
             seen.error, seen.error_title = cache.inner_text(), cache.get_attribute("title") or ""
             page.evaluate("window.loadedOnce = true")
             page.screenshot(path=str(shot), full_page=True)
@@ -207,14 +207,14 @@ def _drive(url: str, shot: Path, add_odd: partial[None]) -> Seen:
             )
             seen.reloaded = not page.evaluate("window.loadedOnce === true")
             add_odd()
-            odd = page.locator("#rows tr.service").filter(has_text="odd")
+            odd = page.locator("#rows .service").filter(has_text="odd")
             expect(odd).to_have_count(1)
-            seen.odd_name = odd.locator("td.col-name").inner_text()
+            seen.odd_name = odd.locator(".col-name").inner_text()
             seen.markup = page.locator("#rows b").count()
-            page.locator('#rows tr[data-service="worker"] button[data-action="details"]').click()
-            expect(page.locator("#rows tr.details")).to_have_count(1)
+            page.locator('#rows .service[data-service="worker"] button[data-action="details"]').click()
+            expect(page.locator("#rows .details")).to_have_count(1)
             seen.details_url = page.evaluate("location.search")
-            seen.details = page.locator("#rows tr.details").inner_text()
+            seen.details = page.locator("#rows .details").inner_text()
         finally:
             browser.close()
     return seen
@@ -311,7 +311,7 @@ def _drive_with_token(url: str, token: str) -> tuple[list[str], str, list[str]]:
             page.on("dialog", answer)
             page.goto(url)
             expect(page.locator("#connection")).to_have_text("live")
-            worker = page.locator('#rows tr[data-service="worker"]')
+            worker = page.locator('#rows .service[data-service="worker"]')
             expect(worker).to_have_attribute("data-status", "running")
             worker.locator('button[data-action="stop"]').click()
             expect(worker).to_have_attribute("data-status", "stopped", timeout=10_000)
@@ -382,7 +382,7 @@ def _watch(page: Page, problems: list[str]) -> Page:
 
 def _shown(page: Page) -> list[str]:
     """The names of the service rows on show, in order."""
-    return page.locator("#rows tr.service:not([hidden]) td.col-name").all_inner_texts()
+    return page.locator("#rows .service:not([hidden]) .col-name").all_inner_texts()
 
 
 LONG = "payments-reconciliation-worker-for-the-eu-region"
@@ -420,11 +420,11 @@ def _drive_find(url: str) -> Found:
     with _chromium() as browser:
         page = _watch(_new_page(browser), seen.problems)
         page.goto(url)
-        expect(page.locator("#rows tr.service")).to_have_count(8)
-        expect(page.locator('#rows tr[data-service="cache"]')).to_have_attribute(
+        expect(page.locator("#rows .service")).to_have_count(8)
+        expect(page.locator('#rows .service[data-service="cache"]')).to_have_attribute(
             "data-status", "failed", timeout=10_000
         )
-        expect(page.locator('#rows tr[data-service="flappy"]')).to_have_attribute(
+        expect(page.locator('#rows .service[data-service="flappy"]')).to_have_attribute(
             "data-status", "crashing", timeout=10_000
         )
         failing = page.locator('#cards .card[data-filter="failing"]')
@@ -437,18 +437,18 @@ def _drive_find(url: str) -> Found:
         page.locator("#search").fill("DB")
         seen.searched = _shown(page)
         page.locator("#search").fill("")
-        page.locator('th[data-sort="restarts"] button').click()
+        page.locator('.head [data-sort="restarts"] button').click()
         seen.sorted_names = _shown(page)
         seen.sorted_restarts = [
-            int(t) for t in page.locator("#rows tr.service td.col-restarts").all_inner_texts()
+            int(t) for t in page.locator("#rows .service .col-restarts").all_inner_texts()
         ]
-        seen.aria = page.locator('th[data-sort="restarts"]').get_attribute("aria-sort") or ""
+        seen.aria = page.locator('.head [data-sort="restarts"]').get_attribute("aria-sort") or ""
         seen.url_sorted = page.evaluate("location.search")
 
         linked = _watch(_new_page(browser), seen.problems)
         linked.goto(url + "?filter=failing&q=FL&sort=name&dir=desc")
-        expect(linked.locator("#rows tr.service")).to_have_count(8)
-        expect(linked.locator('#rows tr[data-service="flappy"]')).to_have_attribute(
+        expect(linked.locator("#rows .service")).to_have_count(8)
+        expect(linked.locator('#rows .service[data-service="flappy"]')).to_have_attribute(
             "data-status", "crashing", timeout=10_000
         )
         seen.linked = _shown(linked)
@@ -457,7 +457,7 @@ def _drive_find(url: str) -> Found:
             linked.locator('#cards .card[data-filter="failing"]').get_attribute("aria-pressed")
             or ""
         )
-        seen.linked_aria = linked.locator('th[data-sort="name"]').get_attribute("aria-sort") or ""
+        seen.linked_aria = linked.locator('.head [data-sort="name"]').get_attribute("aria-sort") or ""
 
         page.set_viewport_size({"width": 900, "height": 700})
         page.wait_for_timeout(300)
@@ -467,10 +467,10 @@ def _drive_find(url: str) -> Found:
               return [doc.scrollWidth, doc.clientWidth, table.scrollWidth, table.clientWidth];
             }"""
         )
-        cell = page.locator(f'#rows tr[data-service="{LONG}"] td.col-name')
+        cell = page.locator(f'#rows .service[data-service="{LONG}"] .col-name')
         seen.long_title = cell.get_attribute("title") or ""
         heights = [
-            page.locator(f'#rows tr[data-service="{name}"] td.col-name .label').evaluate(
+            page.locator(f'#rows .service[data-service="{name}"] .col-name .label').evaluate(
                 "n => n.getBoundingClientRect().height"
             )
             for name in (LONG, "db")
@@ -563,13 +563,13 @@ def _drive_honest(url: str, control: Callable[[str, str], None]) -> Honest:
         page = _watch(_new_page(browser), seen.problems)
         page.goto(url)
         expect(page.locator("#connection")).to_have_text("live")
-        expect(page.locator("#rows tr.service")).to_have_count(4)
-        worker = page.locator('#rows tr[data-service="worker"]')
+        expect(page.locator("#rows .service")).to_have_count(4)
+        worker = page.locator('#rows .service[data-service="worker"]')
         worker.locator('button[data-action="stop"]').click()
         expect(worker).to_have_attribute("data-status", "stopped", timeout=10_000)
         first = page.locator("#messages li").first
         expect(first).to_have_attribute("data-text", "service stopped, name=worker")
-        page.locator('#rows tr[data-service="stubborn"] button[data-action="stop"]').click()
+        page.locator('#rows .service[data-service="stubborn"] button[data-action="stop"]').click()
         expect(first).to_have_class("error", timeout=10_000)
         seen.messages = [
             li.get_attribute("data-text") or "" for li in page.locator("#messages li").all()
@@ -579,7 +579,7 @@ def _drive_honest(url: str, control: Callable[[str, str], None]) -> Honest:
         seen.banner = page.locator("#offline").inner_text()
         seen.classes = page.locator("body").get_attribute("class") or ""
         seen.opacity = float(
-            page.locator('#rows tr[data-service="gone"] td.col-phase').evaluate(
+            page.locator('#rows .service[data-service="gone"] .col-phase').evaluate(
                 "n => getComputedStyle(n).opacity"
             )
         )
@@ -588,8 +588,8 @@ def _drive_honest(url: str, control: Callable[[str, str], None]) -> Honest:
         control("delete", "gone")
         control("start", "console")
         expect(page.locator("body")).not_to_have_class("offline", timeout=15_000)
-        expect(page.locator("#rows tr.service")).to_have_count(3)
-        seen.rows_back = sorted(page.locator("#rows td.col-name").all_inner_texts())
+        expect(page.locator("#rows .service")).to_have_count(3)
+        seen.rows_back = sorted(page.locator("#rows .col-name").all_inner_texts())
         seen.enabled_back = page.locator(actions + ":enabled").count()
         seen.banner_back = page.locator("#offline").is_hidden()
     return seen
@@ -665,14 +665,14 @@ def _drive_asked(url: str) -> Asked:
 
         page.on("dialog", refuse)
         page.goto(url)
-        expect(page.locator("#rows tr.service")).to_have_count(5)
+        expect(page.locator("#rows .service")).to_have_count(5)
         expect(page.locator("#connection")).to_have_text("live")
         confirm = page.locator("#confirm")
         items = page.locator("#confirm-list li")
         first = page.locator("#messages li").first
 
         def row(name: str) -> Locator:
-            return page.locator(f'#rows tr.service[data-service="{name}"]')
+            return page.locator(f'#rows .service[data-service="{name}"]')
 
         expect(row("web")).to_have_attribute("data-status", "running", timeout=10_000)
         row("db").locator('button[data-action="stop"]').click()
@@ -762,7 +762,7 @@ class Grouped:
 def _rows_with_groups(page: Page) -> list[str]:
     """The rows on show: group headers as ``[path]``, services as ``group/name``."""
     rows: list[str] = page.evaluate(
-        """() => [...document.querySelectorAll('#rows tr:not([hidden])')]
+        """() => [...document.querySelectorAll('#rows > :not([hidden])')]
             .filter((r) => !r.classList.contains('details'))
             .map((r) => r.classList.contains('group') ? `[${r.dataset.group}]`
                  : `${r.dataset.group}/${r.dataset.service}`)"""
@@ -778,15 +778,15 @@ def _drive_groups(url: str) -> Grouped:
     with _chromium() as browser:
         page = _watch(_new_page(browser), seen.problems)
         page.goto(url)
-        expect(page.locator("#rows tr.service")).to_have_count(8)
-        jobs = page.locator('#rows tr.group[data-group="jobs"]')
-        flappy = page.locator('#rows tr.service[data-group="jobs"][data-service="flappy"]')
+        expect(page.locator("#rows .service")).to_have_count(8)
+        jobs = page.locator('#rows .group[data-group="jobs"]')
+        flappy = page.locator('#rows .service[data-group="jobs"][data-service="flappy"]')
         expect(flappy).to_have_attribute("data-status", "crashing", timeout=10_000)
         expect(jobs.locator(".summary")).to_contain_text("1 failing", timeout=10_000)
         seen.summary = jobs.locator(".summary").inner_text()
         seen.flappies = [
             f"{r.get_attribute('data-group')}:{r.get_attribute('data-status')}"
-            for r in page.locator('#rows tr.service[data-service="flappy"]').all()
+            for r in page.locator('#rows .service[data-service="flappy"]').all()
         ]
         jobs.locator("button.toggle").click()
         seen.collapsed_rows = _rows_with_groups(page)
@@ -795,11 +795,11 @@ def _drive_groups(url: str) -> Grouped:
 
         linked = _watch(_new_page(browser), seen.problems)
         linked.goto(url + seen.url)
-        expect(linked.locator("#rows tr.service")).to_have_count(8)
+        expect(linked.locator("#rows .service")).to_have_count(8)
         seen.linked_rows = _rows_with_groups(linked)
-        linked.locator('#rows tr.group[data-group="jobs"] button.toggle').click()
+        linked.locator('#rows .group[data-group="jobs"] button.toggle').click()
         seen.reopened = _rows_with_groups(linked)
-        mailer = linked.locator('#rows tr.service[data-group="jobs"][data-service="mailer"]')
+        mailer = linked.locator('#rows .service[data-group="jobs"][data-service="mailer"]')
         mailer.locator('button[data-action="stop"]').click()  # POST ...?group=jobs
         expect(mailer).to_have_attribute("data-status", "stopped", timeout=10_000)
         expect(linked.locator("#messages li").first).to_have_attribute(

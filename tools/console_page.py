@@ -39,7 +39,7 @@ OBSERVE = """() => {
 }"""
 
 FILTER_FRAMES = """async (expected) => {
-  const shown = () => document.querySelectorAll('#rows tr.service:not([hidden])').length;
+  const shown = () => document.querySelectorAll('#rows .service:not([hidden])').length;
   document.querySelector('#cards .card[data-filter="failing"]').click();
   let frames = 0;
   while (shown() !== expected && frames < 600) {
@@ -83,7 +83,7 @@ def measure(url: str, services: int, crashing: int, seconds: float) -> dict[str,
             cdp = page.context.new_cdp_session(page)
             cdp.send("Performance.enable")
             page.goto(url)
-            expect(page.locator("#rows tr.service")).to_have_count(services + 1, timeout=30_000)
+            expect(page.locator("#rows .service")).to_have_count(services + 1, timeout=30_000)
             expect(page.locator("#card-failing")).to_have_text(str(crashing), timeout=30_000)
             page.evaluate(OBSERVE)
 

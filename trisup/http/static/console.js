@@ -192,12 +192,14 @@
   }
 
   function buildRow(entry) {
-    const row = el("tr", { className: "service" });
+    const row = el("div", { className: "row service" });
+    row.setAttribute("role", "row");
     row.dataset.service = entry.name;
     row.dataset.group = entry.group;
     const cells = {};
     for (const column of COLUMNS) {
-      cells[column] = el("td", { className: `col-${column}${NUMERIC.has(column) ? " num" : ""}` });
+      cells[column] = el("div", { className: `cell col-${column}${NUMERIC.has(column) ? " num" : ""}` });
+      cells[column].setAttribute("role", "cell");
       row.append(cells[column]);
     }
     cells.label = el("span", { className: "label" }, entry.name);
@@ -304,31 +306,12 @@
 
   // ------------------------------------------------------------ details
 
-  // Rows spanning the table span the columns on show: narrow screens hide some, and
-  // a wider span would add columns of its own.
-  let shownColumns = 0;
-  function columnsShown() {
-    if (!shownColumns) {
-      shownColumns = [...document.querySelectorAll("#services thead th")].filter((th) => th.offsetParent !== null).length;
-    }
-    return shownColumns || COLUMNS.length;
-  }
-
-  function respan() {
-    shownColumns = 0;
-    stripWidth = 0;
-    const span = columnsShown();
-    for (const cell of document.querySelectorAll("#rows tr.group > td, #rows tr.details > td")) cell.colSpan = span;
-  }
-
   function detailsRow(entry) {
-    const row = el("tr", { className: "details" });
+    const row = el("div", { className: "details" });
     row.dataset.service = entry.name;
     row.dataset.group = entry.group;
-    const cell = el("td", { colSpan: columnsShown() });
     const box = el("div", { className: "details-box" });
-    cell.append(box);
-    row.append(cell);
+    row.append(box);
     const panel = { row, box, handle: null, raw: null };
     const api = window.TrisupDetails;
     if (api && typeof api.open === "function") {
@@ -458,9 +441,11 @@
 
   function ensureGroup(path) {
     if (path === "" || groups.has(path)) return;
-    const row = el("tr", { className: "group" });
+    const row = el("div", { className: "row group" });
+    row.setAttribute("role", "row");
     row.dataset.group = path;
-    const cell = el("td", { colSpan: columnsShown() });
+    const cell = el("div", { className: "cell" });
+    cell.setAttribute("role", "cell");
     const toggle = el("button", { type: "button", className: "toggle" });
     const depth = path.split("/").length - 1;
     if (depth) cell.style.paddingLeft = `${10 + 16 * depth}px`;
@@ -631,7 +616,7 @@
       card.classList.toggle("active", active);
       card.setAttribute("aria-pressed", String(active));
     }
-    for (const th of document.querySelectorAll("#services th[data-sort]")) {
+    for (const th of document.querySelectorAll("#services .head [data-sort]")) {
       const column = th.dataset.sort;
       if (column === view.sort) th.setAttribute("aria-sort", view.dir === "desc" ? "descending" : "ascending");
       else th.removeAttribute("aria-sort");
@@ -919,7 +904,7 @@
       });
     }
     $("search").addEventListener("input", (e) => setView({ q: e.currentTarget.value }));
-    for (const th of document.querySelectorAll("#services th[data-sort]")) {
+    for (const th of document.querySelectorAll("#services .head [data-sort]")) {
       th.querySelector("button").addEventListener("click", () => {
         const column = th.dataset.sort;
         if (view.sort === column) setView({ dir: view.dir === "asc" ? "desc" : "asc" });
@@ -946,9 +931,6 @@
           } else visible.delete(entry);
         }
       });
-    }
-    for (const query of ["(max-width: 1400px)", "(max-width: 1100px)"]) {
-      window.matchMedia(query).addEventListener("change", respan);
     }
     window.addEventListener("resize", () => {
       stripWidth = 0;
