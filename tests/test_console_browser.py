@@ -671,8 +671,9 @@ def _drive_asked(url: str) -> Asked:
             dialog.dismiss()
 
         page.on("dialog", refuse)
-        page.goto(url)
+        page.goto(url + "?detail=lone")  # a link to the view with lone's details open
         expect(page.locator("#rows .service")).to_have_count(5)
+        expect(page.locator('#rows .details[data-service="lone"]')).to_have_count(1)
         expect(page.locator("#connection")).to_have_text("live")
         confirm = page.locator("#confirm")
         items = page.locator("#confirm-list li")

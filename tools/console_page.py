@@ -82,7 +82,7 @@ def measure(url: str, services: int, crashing: int, seconds: float) -> dict[str,
         try:
             page = browser.new_page(viewport={"width": 1400, "height": 900})
             cdp = page.context.new_cdp_session(page)
-            send = cast(Callable[[str], object], cdp.send)  # Playwright types its answer loosely
+            send = cast(Callable[[str], object], cdp.send)  # pyright: ignore[reportUnknownMemberType]
             send("Performance.enable")
             page.goto(url)
             expect(page.locator("#rows .service")).to_have_count(services + 1, timeout=30_000)
