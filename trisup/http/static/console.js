@@ -930,7 +930,7 @@
             schedule();
           } else visible.delete(entry);
         }
-      });
+      }, { rootMargin: "200px 0px" }); // rows about to scroll in are current already
     }
     window.addEventListener("resize", () => {
       stripWidth = 0;
