@@ -32,7 +32,6 @@ import dataclasses
 import logging
 import math
 import os
-import time
 import traceback
 from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime
@@ -190,7 +189,7 @@ class _Handlers:
         info = manager.get_service_info(name)
         service = manager.get_service(name)
         config = manager.get_service_config(name)
-        now = time.time()
+        now = self.state.wall()  # the manager's clock, as its snapshots' times
         plan = outlook(info, config, now)
         error = info.error
         return {
@@ -400,8 +399,8 @@ _SUB_BYTES = frozenset(v.encode() for v in (*VERBS, "output", "details"))
 def _process(manager: Manager, name: str) -> ProcessService | Response:
     try:
         service = manager.get_service(name)
-    except ServiceNotFound as exc:
-        return error_response(404, str(exc))
+    except ServiceNotFound:
+        return error_response(404, f"service not found: {name}")
     if isinstance(service, ProcessService):
         return service
     return error_response(404, f"service {name} is not a process: it has no output")
