@@ -740,7 +740,17 @@ def test_status_prints_the_table_of_a_running_instance(
     ]
     assert out[1].split()[:4] == ["web", "running", "running", "-"]
     assert out[1].split()[5:] == ["0", "-"]
-    assert out[2].split() == ["worker", "crashing", "backoff", "-", "-", "0", "db", "down"]
+    assert out[2].split() == [
+        "worker",
+        "crashing",
+        "backoff",
+        "-",
+        "-",
+        "0",
+        "ConnectionError:",
+        "db",
+        "down",
+    ]
     assert main(["status", "--url", url, "--token", "s3cret"]) == 0
     assert handler.seen == [
         ("/debug/api/services", "Bearer from-env"),
@@ -811,6 +821,7 @@ def test_plain_table_and_rows() -> None:
             "current_uptime": 90_500_000_000,
             "current_delay": "4s",
             "last_error": "exited with code 1;\nstderr: boom",
+            "last_error_type": "ProcessExited",
         },
         "app/",
     )
@@ -823,16 +834,16 @@ def test_plain_table_and_rows() -> None:
         fails=3,
         uptime=90.5,
         delay="4s",
-        error="exited with code 1; stderr: boom",
+        error="ProcessExited: exited with code 1; stderr: boom",
     )
     empty = row_from_dict({"start_count": True})
     assert (empty.name, empty.phase, empty.starts, empty.delay) == ("?", "?", 0, "")
     held = row_from_dict({"name": "w", "status": "stopped", "phase": "stopping", "stopped": True})
     assert (held.status, held.phase) == ("stopped", "stopped")  # one word while held
-    assert plain_table([row, held], max_error=12) == (
+    assert plain_table([row, held], max_error=16) == (
         "SERVICE  STATUS    PHASE    STARTS  RESTARTS  FAILS  UPTIME  DELAY  LAST ERROR\n"
-        "app/web  crashing  backoff      12        11      3   1m30s     4s  exited with…\n"
-        "w        stopped   stopped       0         0      0       -         -\n"
+        "app/web  crashing  backoff      12        11      3   1m30s     4s  ProcessExited: …\n"
+        "w        stopped   stopped       0         0      0       -      -  -\n"
     )
 
 

@@ -103,11 +103,16 @@ def test_summary() -> None:
 
 
 def test_api_dict_is_the_seed_keys_then_the_phase() -> None:
-    """The API's JSON is to_dict() unchanged, with phase added last."""
+    """The API's JSON is to_dict() unchanged, with phase, critical and the error's type added."""
     info = make("a", P.GROUP_WAIT)
     data = api_dict(info)
-    assert list(data) == [*info.to_dict(), "phase", "critical"]
-    assert data == {**info.to_dict(), "phase": "group_wait", "critical": True}
+    assert list(data) == [*info.to_dict(), "phase", "critical", "last_error_type"]
+    assert data == {
+        **info.to_dict(),
+        "phase": "group_wait",
+        "critical": True,
+        "last_error_type": "",
+    }
     assert "phase" not in info.to_dict()
 
 

@@ -80,13 +80,13 @@ async def test_no_restart_logs_without_a_traceback(
         (
             "ERROR",
             "service broken failed permanently: not restarted (no_restart):"
-            " disk /data is read-only",
+            " OSError: disk /data is read-only",
             False,
         ),
         ("INFO", "service done exited (no_restart): do not restart", False),
         (  # a failure, not retried: its cause's traceback is worth reading
             "WARNING",
-            "service broken exited (no_restart_failure): disk /data is read-only",
+            "service broken exited (no_restart_failure): OSError: disk /data is read-only",
             True,
         ),
     ]
@@ -95,7 +95,7 @@ async def test_no_restart_logs_without_a_traceback(
 async def test_a_fatal_error_names_its_cause(
     autojump_clock: trio.testing.MockClock, caplog: pytest.LogCaptureFixture
 ) -> None:
-    """ "failed permanently" says what the fatal error was."""
+    """ "failed permanently" says what the fatal error was, with its type."""
     caplog.set_level(logging.ERROR, logger="trisup")
 
     async def fatal() -> None:
@@ -106,7 +106,7 @@ async def test_a_fatal_error_names_its_cause(
     with pytest.raises(trisup.FatalError):
         await m.serve()
     failed = [r.getMessage() for r in caplog.records if r.__dict__.get("event") == "failed"]
-    assert failed == ["service f failed permanently: fatal error: bad licence key"]
+    assert failed == ["service f failed permanently: fatal error: ValueError: bad licence key"]
 
 
 async def test_no_backoff_and_no_stop_line_in_a_shutdown(
@@ -141,7 +141,7 @@ async def test_no_backoff_and_no_stop_line_in_a_shutdown(
         n.cancel_scope.cancel()  # slow stops first, from 1 to 2: worker crashes meanwhile
     assert [message for _, message, _ in lines(caplog)] == [
         "manager app stopping",
-        "service worker exited (failure): lost the queue",
+        "service worker exited (failure): RuntimeError: lost the queue",
         "service slow stopped",
         "service worker stopped",
         "service db stopped",

@@ -16,6 +16,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import TextIO, final
 
+from ._errors import typed
 from ._health import api_dict
 from ._manager import Manager
 
@@ -63,8 +64,8 @@ class Row:
     restarts: int
     fails: int
     uptime: float
-    delay: str
-    error: str
+    delay: str  # the current delay while backing off, else ""
+    error: str  # the last error with its type
     pid: int | None = None  # a process's child; not a column of the live table
 
     def cells(self) -> tuple[str, ...]:
@@ -77,7 +78,7 @@ class Row:
             str(self.restarts),
             str(self.fails),
             format_duration(self.uptime) if self.uptime > 0 else "-",
-            self.delay,
+            self.delay or "-",
             self.error or "-",
         )
 
@@ -90,9 +91,13 @@ def _int(data: Mapping[str, object], key: str) -> int:
 def row_from_dict(data: Mapping[str, object], prefix: str = "") -> Row:
     """A row from a service's JSON object in the HTTP API; missing keys read as empty.
 
-    The phase shown is ``stopped`` while ``stopped`` is true, else ``phase``.
+    The phase shown is ``stopped`` while ``stopped`` is true, else ``phase``. The delay
+    is shown only while the service backs off (phase ``backoff``); the error is
+    ``last_error`` with its type (``last_error_type``): ``"FileNotFoundError: /etc/x"``.
     """
-    delay = data.get("current_delay", "")
+    delay = data.get("current_delay", "") if data.get("phase") == "backoff" else ""
+    kind = data.get("last_error_type", "")
+    error = typed(kind if isinstance(kind, str) else "", str(data.get("last_error", "")))
     pid = data.get("pid")
     return Row(
         name=prefix + str(data.get("name", "?")),
@@ -103,7 +108,7 @@ def row_from_dict(data: Mapping[str, object], prefix: str = "") -> Row:
         fails=_int(data, "consec_failures"),
         uptime=_int(data, "current_uptime") / 1e9,
         delay=delay if isinstance(delay, str) else "",
-        error=" ".join(str(data.get("last_error", "")).split()),
+        error=" ".join(error.split()),
         pid=pid if isinstance(pid, int) and not isinstance(pid, bool) else None,
     )
 
