@@ -33,7 +33,7 @@ from trisup import ExitStatus, RestartPolicy, ServiceStatus
 from trisup.__main__ import main
 from trisup._cli import Supervised, check_command, supervise
 from trisup._health import api_dict
-from trisup._report import LogfmtHandler, Row, logfmt, plain_table, row_from_dict
+from trisup._report import LogfmtHandler, Row, logfmt, plain_table, row_from_dict, rows_of
 from trisup._tomlconfig import ConfigError, Plan, build, load_config, parse_config
 
 pytestmark = pytest.mark.skipif(sys.platform == "win32", reason="POSIX signals and processes")
@@ -906,3 +906,43 @@ def test_trisup_run_in_process_until_sigterm(
     assert "service=worker event=spawned" in out
     assert "event=signal signal=SIGTERM" in out
     assert logging.getLogger("trisup").handlers == []
+
+
+async def test_the_delay_shows_only_while_backing_off(
+    autojump_clock: trio.testing.MockClock,
+) -> None:
+    """DELAY is empty ("-") for a service that is not backing off: running, failed, done, held."""
+
+    async def crash() -> None:
+        raise ConnectionError("db down")
+
+    async def done() -> None:
+        await trio.sleep(0.5)
+
+    m = trisup.Manager("app")
+    m.add(trisup.new_service("web", trio.sleep_forever))
+    m.add(trisup.new_service("worker", crash), restart_delay=4)
+    m.add(trisup.new_service("doomed", crash), restart_policy=RestartPolicy.NEVER)
+    m.add(trisup.new_service("job", done), restart_policy=RestartPolicy.ON_FAILURE)
+    m.add(trisup.new_service("manual", trio.sleep_forever), auto_start=False)
+    async with trio.open_nursery() as nursery:
+        await nursery.start(m.serve)
+        await m.wait_status("job", ServiceStatus.COMPLETED)
+        rows = rows_of([("", m)])
+        nursery.cancel_scope.cancel()
+    assert trio.current_time() == 0.5
+    assert [(r.name, r.phase, r.delay, r.cells()[7]) for r in rows] == [
+        ("web", "running", "", "-"),
+        ("worker", "backoff", "4s", "4s"),
+        ("doomed", "failed", "", "-"),
+        ("job", "completed", "", "-"),
+        ("manual", "stopped", "", "-"),
+    ]
+    assert all(info.current_delay > 0 for info in m.get_services_info())  # the seed keeps it
+    assert [r.error for r in rows] == [
+        "",
+        "ConnectionError: db down",
+        "ConnectionError: db down",
+        "",
+        "",
+    ]

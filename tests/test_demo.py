@@ -77,7 +77,8 @@ def test_demo_supervises_processes_and_prints_the_final_tables(tmp_path: Path) -
     assert _events(out, service="steady", old="starting", new="running", event="status")
     flaky = _events(out, service="flaky", outcome="failure", event="exited")
     assert flaky and "error_type=ProcessExited" in flaky[0]
-    assert "ProcessExited: exited with code 1; stderr: RuntimeError: lost the connection" in flaky[0]
+    text = "ProcessExited: exited with code 1; stderr: RuntimeError: lost the connection"
+    assert text in flaky[0]
     assert _events(out, service="flaky", delay="0.5", event="backing_off")
     assert _events(out, service="reloader", event="relaunch", returncode="3")
     assert not _events(out, service="reloader", event="exited", outcome="failure")

@@ -17,6 +17,7 @@ import trio.testing
 
 import trisup
 from trisup import ServiceStatus as S
+from trisup._report import logfmt
 
 PY = json.dumps(sys.executable)
 
@@ -210,3 +211,33 @@ def test_trisup_run_log_text(tmp_path: Path) -> None:
     assert all("error=" not in line and 'exited (stopped)"' in line for line in exited)
     assert "service web stopped" not in text
     assert 'msg="service steady stopped"' in text
+
+
+async def test_a_failure_line_names_the_error_type(
+    autojump_clock: trio.testing.MockClock, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A failure's line reads "TYPE: message"; its extra holds error and error_type apart."""
+    caplog.set_level(logging.WARNING, logger="trisup")
+
+    async def no_credentials() -> None:
+        raise FileNotFoundError("/etc/shop/credentials.json")
+
+    m = trisup.Manager("app")
+    m.add(trisup.new_service("shop", no_credentials), restart_delay=4)
+    async with trio.open_nursery() as n:
+        await n.start(m.serve)
+        await m.wait_status("shop", S.CRASHING)
+        n.cancel_scope.cancel()
+    (record,) = [r for r in caplog.records if r.__dict__.get("event") == "exited"]
+    assert record.getMessage() == (
+        "service shop exited (failure): FileNotFoundError: /etc/shop/credentials.json"
+    )
+    assert (record.__dict__["error"], record.__dict__["error_type"]) == (
+        "/etc/shop/credentials.json",
+        "FileNotFoundError",
+    )
+    line = logfmt(record)
+    assert " error=/etc/shop/credentials.json error_type=FileNotFoundError " in line
+    assert line.endswith(
+        ' msg="service shop exited (failure): FileNotFoundError: /etc/shop/credentials.json"'
+    )
