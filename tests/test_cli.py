@@ -637,19 +637,24 @@ def test_trisup_run_exits_0_after_sigterm(tmp_path: Path) -> None:
 
 
 def test_trisup_run_exits_with_the_fatal_status(tmp_path: Path) -> None:
-    """A fatal exit code of a process becomes the exit status of `trisup run`."""
+    """A fatal exit code of a process becomes the exit status of `trisup run`; its line says why."""
+    code = "import sys; print('FATAL: schema 7 needs an upgrade', file=sys.stderr); sys.exit(2)"
     path = write(
         tmp_path,
         f"""
         [services.upgrader]
-        command = [{PY}, "-c", "raise SystemExit(2)"]
+        command = [{PY}, "-c", "{code}"]
         fatal_exit_codes = [2]
         """,
     )
     with _run(path, "--no-live") as proc:
         stdout, stderr = proc.communicate(timeout=30)
     assert proc.returncode == int(ExitStatus.NO_UPGRADE_AVAILABLE), stderr
-    assert "event=fatal" in stdout
+    (line,) = [line for line in stdout.splitlines() if " event=fatal " in line]
+    assert line.endswith(
+        " ended by a fatal error: ProcessExited: exited with code 2; stderr: FATAL: schema 7"
+        ' needs an upgrade (exit status 2)"'
+    )
 
 
 def test_trisup_run_exits_1_on_a_configuration_error(tmp_path: Path) -> None:
