@@ -83,6 +83,30 @@ PY_TRACEBACK = [
             id="chained-traceback-final-line",
         ),
         pytest.param(
+            [
+                "Traceback (most recent call last):",
+                '  File "/srv/app/main.py", line 9, in <module>',
+                "    raise",
+                "RuntimeError: No active exception to reraise",
+            ],
+            ["RuntimeError: No active exception to reraise"],
+            id="traceback-source-line-bare-raise",
+        ),
+        pytest.param(
+            [
+                'Exception in thread "main" java.lang.IllegalStateException: no config',
+                "\tat com.shop.ErrorHandler.handle(ErrorHandler.java:12)",
+                "\tat com.shop.Main.main(Main.java:5)",
+                "Caused by: java.io.FileNotFoundException: /etc/shop/app.conf",
+                "\tat java.base/java.io.FileInputStream.open0(Native Method)",
+            ],
+            [
+                'Exception in thread "main" java.lang.IllegalStateException: no config',
+                "Caused by: java.io.FileNotFoundException: /etc/shop/app.conf",
+            ],
+            id="java-frames-are-not-error-lines",
+        ),
+        pytest.param(
             ["warming up", "ERROR: cannot bind :80", "retrying", "ERROR: cannot bind :80", "bye"],
             ["ERROR: cannot bind :80", "ERROR: cannot bind :80"],
             id="error-lines",
@@ -111,8 +135,8 @@ def test_lines_that_matter(lines: list[str], expected: list[str]) -> None:
 def test_the_tail_keeps_the_last_non_blank_lines_of_every_batch() -> None:
     """A batch keeps its last KEPT lines, blank ones skipped; the tail holds KEPT at most."""
     tail = StderrTail()
-    tail.add([b"first", b"   ", b"caf\xc3\xa9 \xff\r"])
-    assert tail.lines() == ["first", "café \ufffd"]
+    tail.add([b"first", b"   ", b"  caf\xc3\xa9 \xff\r"])
+    assert tail.lines() == ["first", "  café \ufffd"]  # indentation kept: it tells frames
     tail.add([str(i).encode() for i in range(100)])
     assert tail.lines() == [str(i) for i in range(100 - KEPT, 100)]
 

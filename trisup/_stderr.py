@@ -7,7 +7,7 @@ fails, `lines_that_matter` picks from them what goes into the error's message:
 
 1. a Python traceback: its final exception line (``ValueError: bad port``), the one
    after the last traceback's frames;
-2. else the lines that look like errors, the most severe kind present: ``FATAL``,
+2. else the lines that look like errors (not indented), the most severe kind present: ``FATAL``,
    ``PANIC``, ``CRITICAL``, Go's ``panic:`` and ``fatal error:`` first; then ``ERROR``,
    ``Error``, ``Exception``, ``error:``; each with the ``DETAIL:`` / ``HINT:`` lines
    that follow it (PostgreSQL's), the last `SHOWN` of them;
@@ -62,11 +62,15 @@ def _python_exception(lines: Sequence[str]) -> str | None:
 
 
 def _marked(lines: Sequence[str], pattern: re.Pattern[str]) -> list[str]:
-    """The lines matching *pattern*, each with its DETAIL/HINT lines; the last `SHOWN`."""
+    """The lines matching *pattern*, each with its DETAIL/HINT lines; the last `SHOWN`.
+
+    An indented line is a frame of a stack (Java's ``\tat ...ErrorHandler...``), never
+    an error line of its own.
+    """
     picked: list[str] = []
     following = False
     for line in lines:
-        if pattern.search(line):
+        if not line[:1].isspace() and pattern.search(line):
             picked.append(line)
             following = True
         elif following and _FOLLOWER.search(line):
@@ -82,7 +86,7 @@ def lines_that_matter(lines: Sequence[str]) -> list[str]:
     >>> lines_that_matter(["starting", "FATAL:  bad config", "HINT:  fix it", "bye"])
     ['FATAL:  bad config', 'HINT:  fix it']
     """
-    lines = [line.strip("\r\n") for line in lines if line.strip()]
+    lines = [line.rstrip() for line in lines if line.strip()]
     exception = _python_exception(lines)
     if exception is not None:
         return [_cut(exception.strip())]
@@ -105,5 +109,5 @@ class StderrTail:
         self._lines.extend(raw for raw in recent if raw.strip())
 
     def lines(self) -> list[str]:
-        """The lines kept, oldest first, decoded (UTF-8, errors replaced), ends stripped."""
-        return [raw.decode("utf-8", "replace").strip() for raw in self._lines]
+        """The lines kept, oldest first, decoded (UTF-8, errors replaced), indentation kept."""
+        return [raw.decode("utf-8", "replace").rstrip() for raw in self._lines]

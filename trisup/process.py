@@ -62,7 +62,7 @@ from ._procargs import (
 )
 from ._spawn import Child, spawn
 from ._status import ExitStatus
-from ._stderr import StderrTail, lines_that_matter
+from ._stderr import LINE_CHARS, SHOWN, StderrTail, lines_that_matter
 
 __all__ = [
     "DEFAULT_KILL_AFTER",
@@ -77,7 +77,7 @@ __all__ = [
 
 _DRAIN_TIMEOUT = 1.0  # how long output is still read after the group is gone
 _REAP_TIMEOUT = 2.0  # how long to wait for the kernel to reap a SIGKILLed child
-_STDERR_IN_MESSAGE = 4 * 200  # characters of stderr in an error message, at most
+_STDERR_IN_MESSAGE = SHOWN * LINE_CHARS  # characters of stderr in an error message, at most
 
 
 def kill_after_for(stop_timeout: float) -> float:
