@@ -7,10 +7,11 @@ fails, `lines_that_matter` picks from them what goes into the error's message:
 
 1. a Python traceback: its final exception line (``ValueError: bad port``), the one
    after the last traceback's frames;
-2. else the lines that look like errors (not indented), the most severe kind present: ``FATAL``,
-   ``PANIC``, ``CRITICAL``, Go's ``panic:`` and ``fatal error:`` first; then ``ERROR``,
-   ``Error``, ``Exception``, ``error:``; each with the ``DETAIL:`` / ``HINT:`` lines
-   that follow it (PostgreSQL's), the last `SHOWN` of them;
+2. else the lines that look like errors (not indented: a stack's frames never count),
+   the most severe kind present: ``FATAL``, ``PANIC``, ``CRITICAL``, Go's ``panic:``
+   and ``fatal error:`` first; then ``ERROR``, ``Error``, ``Exception``, ``error:``;
+   each with the ``DETAIL:`` / ``HINT:`` lines that follow it (PostgreSQL's), the
+   last `SHOWN` of them;
 3. else the last `SHOWN` lines (a message written over several lines, such as
    PostgreSQL's refusal to run as root).
 
@@ -38,7 +39,7 @@ LINE_CHARS = 200
 
 _FRAME = re.compile(r'^\s*(?:Traceback \(most recent call last\):|File ".*", line \d+)')
 _EXCEPTION = re.compile(r"^[A-Za-z_][\w.]*(?::|$)")  # ValueError: x, KeyboardInterrupt
-_SEVERE = re.compile(r"FATAL|PANIC|CRITICAL|^\s*panic: |\bfatal error: ")
+_SEVERE = re.compile(r"FATAL|PANIC|CRITICAL|^panic: |\bfatal error: ")
 _ERROR = re.compile(r"ERROR|Error|Exception|\berror: ")
 _FOLLOWER = re.compile(r"\b(?:DETAIL|HINT):")
 
