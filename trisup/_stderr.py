@@ -106,8 +106,7 @@ class StderrTail:
 
     def add(self, lines: Sequence[bytes]) -> None:
         """Keep the non-blank ones of the last `KEPT` of *lines* (a batch, oldest first)."""
-        recent = lines[-KEPT:] if len(lines) > KEPT else lines
-        self._lines.extend(raw for raw in recent if raw.strip())
+        self._lines.extend(filter(bytes.strip, lines[-KEPT:]))  # the pump is hot: no loop
 
     def lines(self) -> list[str]:
         """The lines kept, oldest first, decoded (UTF-8, errors replaced), indentation kept."""
