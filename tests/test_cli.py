@@ -32,8 +32,17 @@ import trisup
 from trisup import ExitStatus, RestartPolicy, ServiceStatus
 from trisup.__main__ import main
 from trisup._cli import Supervised, check_command, supervise
+from trisup._control import status_table
 from trisup._health import api_dict
-from trisup._report import LogfmtHandler, Row, logfmt, plain_table, row_from_dict, rows_of
+from trisup._report import (
+    ERROR_WIDTH,
+    LogfmtHandler,
+    Row,
+    logfmt,
+    plain_table,
+    row_from_dict,
+    rows_of,
+)
 from trisup._tomlconfig import ConfigError, Plan, build, load_config, parse_config
 
 pytestmark = pytest.mark.skipif(sys.platform == "win32", reason="POSIX signals and processes")
@@ -951,3 +960,14 @@ async def test_the_delay_shows_only_while_backing_off(
         "",
         "",
     ]
+
+
+def test_the_status_table_keeps_room_for_the_type_and_the_stderr_lines() -> None:
+    """LAST ERROR holds ERROR_WIDTH characters: the type, the exit and the stderr after them."""
+    message = "exited with code 1; stderr: " + " | ".join(["x" * 50] * 4)
+    row = row_from_dict(
+        {"name": "db", "phase": "failed", "last_error": message, "last_error_type": "ProcessExited"}
+    )
+    cell = status_table([row]).splitlines()[1].split("  ")[-1]
+    assert cell == ("ProcessExited: " + message)[: ERROR_WIDTH - 1] + "…"
+    assert len(cell) == ERROR_WIDTH == 120

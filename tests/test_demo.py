@@ -92,6 +92,7 @@ def test_demo_supervises_processes_and_prints_the_final_tables(tmp_path: Path) -
     doomed = tables["demo"]["doomed"]
     assert doomed[1:7] == ["failed", "failed", "failed", "3", "2", "3"]
     assert (doomed[7], doomed[8]) == ("1.5s", "-")  # three runs of 0.5s; failed: no delay
+    assert " ".join(doomed[9:]) == "ConnectionRefusedError: db.internal:5432 refused the connection"
     assert int(tables["demo"]["flaky"][5]) >= 1
     assert tables["backend"]["migrate"][2:4] == ["completed", "completed"]
     relaunches = re.search(r"reloader\s+last exit: [^;]+; relaunches: (\d+);", out)

@@ -21,6 +21,7 @@ from ._health import api_dict
 from ._manager import Manager
 
 __all__ = [
+    "ERROR_WIDTH",
     "HEADERS",
     "NUMERIC",
     "LogfmtHandler",
@@ -50,6 +51,10 @@ the `Phase`), FAILS counts consecutive failures."""
 
 NUMERIC = frozenset({3, 4, 5, 6, 7})
 """The columns of `HEADERS` that hold numbers."""
+
+ERROR_WIDTH = 120
+"""The LAST ERROR cell of a plain table is cut to this many characters: room for the
+type, a process's exit and the stderr lines after them."""
 
 
 @final
@@ -160,7 +165,7 @@ def clip(text: str, width: int) -> str:
     return text if len(text) <= width else text[: width - 1] + "…"
 
 
-def plain_table(rows: Sequence[Row], *, indent: str = "", max_error: int = 60) -> str:
+def plain_table(rows: Sequence[Row], *, indent: str = "", max_error: int = ERROR_WIDTH) -> str:
     """The rows aligned under `HEADERS`; numbers right, text left."""
     cells = [(*row.cells()[:-1], clip(row.cells()[-1], max_error)) for row in rows]
     return align(HEADERS, cells, numeric=NUMERIC, indent=indent)
