@@ -32,8 +32,17 @@ import trisup
 from trisup import ExitStatus, RestartPolicy, ServiceStatus
 from trisup.__main__ import main
 from trisup._cli import Supervised, check_command, supervise
+from trisup._control import status_table
 from trisup._health import api_dict
-from trisup._report import LogfmtHandler, Row, logfmt, plain_table, row_from_dict
+from trisup._report import (
+    ERROR_WIDTH,
+    LogfmtHandler,
+    Row,
+    logfmt,
+    plain_table,
+    row_from_dict,
+    rows_of,
+)
 from trisup._tomlconfig import ConfigError, Plan, build, load_config, parse_config
 
 pytestmark = pytest.mark.skipif(sys.platform == "win32", reason="POSIX signals and processes")
@@ -637,19 +646,24 @@ def test_trisup_run_exits_0_after_sigterm(tmp_path: Path) -> None:
 
 
 def test_trisup_run_exits_with_the_fatal_status(tmp_path: Path) -> None:
-    """A fatal exit code of a process becomes the exit status of `trisup run`."""
+    """A fatal exit code of a process becomes the exit status of `trisup run`; its line says why."""
+    code = "import sys; print('FATAL: schema 7 needs an upgrade', file=sys.stderr); sys.exit(2)"
     path = write(
         tmp_path,
         f"""
         [services.upgrader]
-        command = [{PY}, "-c", "raise SystemExit(2)"]
+        command = [{PY}, "-c", "{code}"]
         fatal_exit_codes = [2]
         """,
     )
     with _run(path, "--no-live") as proc:
         stdout, stderr = proc.communicate(timeout=30)
     assert proc.returncode == int(ExitStatus.NO_UPGRADE_AVAILABLE), stderr
-    assert "event=fatal" in stdout
+    (line,) = [line for line in stdout.splitlines() if " event=fatal " in line]
+    assert line.endswith(
+        " ended by a fatal error: ProcessExited: exited with code 2; stderr: FATAL: schema 7"
+        ' needs an upgrade (exit status 2)"'
+    )
 
 
 def test_trisup_run_exits_1_on_a_configuration_error(tmp_path: Path) -> None:
@@ -740,7 +754,17 @@ def test_status_prints_the_table_of_a_running_instance(
     ]
     assert out[1].split()[:4] == ["web", "running", "running", "-"]
     assert out[1].split()[5:] == ["0", "-"]
-    assert out[2].split() == ["worker", "crashing", "backoff", "-", "-", "0", "db", "down"]
+    assert out[2].split() == [
+        "worker",
+        "crashing",
+        "backoff",
+        "-",
+        "-",
+        "0",
+        "ConnectionError:",
+        "db",
+        "down",
+    ]
     assert main(["status", "--url", url, "--token", "s3cret"]) == 0
     assert handler.seen == [
         ("/debug/api/services", "Bearer from-env"),
@@ -811,6 +835,7 @@ def test_plain_table_and_rows() -> None:
             "current_uptime": 90_500_000_000,
             "current_delay": "4s",
             "last_error": "exited with code 1;\nstderr: boom",
+            "last_error_type": "ProcessExited",
         },
         "app/",
     )
@@ -823,16 +848,16 @@ def test_plain_table_and_rows() -> None:
         fails=3,
         uptime=90.5,
         delay="4s",
-        error="exited with code 1; stderr: boom",
+        error="ProcessExited: exited with code 1; stderr: boom",
     )
     empty = row_from_dict({"start_count": True})
     assert (empty.name, empty.phase, empty.starts, empty.delay) == ("?", "?", 0, "")
     held = row_from_dict({"name": "w", "status": "stopped", "phase": "stopping", "stopped": True})
     assert (held.status, held.phase) == ("stopped", "stopped")  # one word while held
-    assert plain_table([row, held], max_error=12) == (
+    assert plain_table([row, held], max_error=16) == (
         "SERVICE  STATUS    PHASE    STARTS  RESTARTS  FAILS  UPTIME  DELAY  LAST ERROR\n"
-        "app/web  crashing  backoff      12        11      3   1m30s     4s  exited with…\n"
-        "w        stopped   stopped       0         0      0       -         -\n"
+        "app/web  crashing  backoff      12        11      3   1m30s     4s  ProcessExited: …\n"
+        "w        stopped   stopped       0         0      0       -      -  -\n"
     )
 
 
@@ -895,3 +920,54 @@ def test_trisup_run_in_process_until_sigterm(
     assert "service=worker event=spawned" in out
     assert "event=signal signal=SIGTERM" in out
     assert logging.getLogger("trisup").handlers == []
+
+
+async def test_the_delay_shows_only_while_backing_off(
+    autojump_clock: trio.testing.MockClock,
+) -> None:
+    """DELAY is empty ("-") for a service that is not backing off: running, failed, done, held."""
+
+    async def crash() -> None:
+        raise ConnectionError("db down")
+
+    async def done() -> None:
+        await trio.sleep(0.5)
+
+    m = trisup.Manager("app")
+    m.add(trisup.new_service("web", trio.sleep_forever))
+    m.add(trisup.new_service("worker", crash), restart_delay=4)
+    m.add(trisup.new_service("doomed", crash), restart_policy=RestartPolicy.NEVER)
+    m.add(trisup.new_service("job", done), restart_policy=RestartPolicy.ON_FAILURE)
+    m.add(trisup.new_service("manual", trio.sleep_forever), auto_start=False)
+    async with trio.open_nursery() as nursery:
+        await nursery.start(m.serve)
+        await m.wait_status("job", ServiceStatus.COMPLETED)
+        rows = rows_of([("", m)])
+        nursery.cancel_scope.cancel()
+    assert trio.current_time() == 0.5
+    assert [(r.name, r.phase, r.delay, r.cells()[7]) for r in rows] == [
+        ("web", "running", "", "-"),
+        ("worker", "backoff", "4s", "4s"),
+        ("doomed", "failed", "", "-"),
+        ("job", "completed", "", "-"),
+        ("manual", "stopped", "", "-"),
+    ]
+    assert all(info.current_delay > 0 for info in m.get_services_info())  # the seed keeps it
+    assert [r.error for r in rows] == [
+        "",
+        "ConnectionError: db down",
+        "ConnectionError: db down",
+        "",
+        "",
+    ]
+
+
+def test_the_status_table_keeps_room_for_the_type_and_the_stderr_lines() -> None:
+    """LAST ERROR holds ERROR_WIDTH characters: the type, the exit and the stderr after them."""
+    message = "exited with code 1; stderr: " + " | ".join(["x" * 50] * 4)
+    row = row_from_dict(
+        {"name": "db", "phase": "failed", "last_error": message, "last_error_type": "ProcessExited"}
+    )
+    cell = status_table([row]).splitlines()[1].split("  ")[-1]
+    assert cell == ("ProcessExited: " + message)[: ERROR_WIDTH - 1] + "…"
+    assert len(cell) == ERROR_WIDTH == 120

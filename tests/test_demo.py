@@ -76,7 +76,9 @@ def test_demo_supervises_processes_and_prints_the_final_tables(tmp_path: Path) -
     assert _events(out, service="steady", event="output", stream="stdout")
     assert _events(out, service="steady", old="starting", new="running", event="status")
     flaky = _events(out, service="flaky", outcome="failure", event="exited")
-    assert flaky and "exited with code 1; stderr: RuntimeError: lost the connection" in flaky[0]
+    assert flaky and "error_type=ProcessExited" in flaky[0]
+    text = "ProcessExited: exited with code 1; stderr: RuntimeError: lost the connection"
+    assert text in flaky[0]
     assert _events(out, service="flaky", delay="0.5", event="backing_off")
     assert _events(out, service="reloader", event="relaunch", returncode="3")
     assert not _events(out, service="reloader", event="exited", outcome="failure")
@@ -89,7 +91,8 @@ def test_demo_supervises_processes_and_prints_the_final_tables(tmp_path: Path) -
     assert tuple(tables["backend"]) == NESTED_SERVICES
     doomed = tables["demo"]["doomed"]
     assert doomed[1:7] == ["failed", "failed", "failed", "3", "2", "3"]
-    assert (doomed[7], doomed[8]) == ("1.5s", "2s")  # three runs of 0.5s; 0.5s doubled twice
+    assert (doomed[7], doomed[8]) == ("1.5s", "-")  # three runs of 0.5s; failed: no delay
+    assert " ".join(doomed[9:]) == "ConnectionRefusedError: db.internal:5432 refused the connection"
     assert int(tables["demo"]["flaky"][5]) >= 1
     assert tables["backend"]["migrate"][2:4] == ["completed", "completed"]
     relaunches = re.search(r"reloader\s+last exit: [^;]+; relaunches: (\d+);", out)

@@ -10,7 +10,17 @@ import trio.testing
 
 import trisup
 from trisup import Metric, Phase, ServiceInfo, ServiceStatus
-from trisup._health import SHOWN, api_dict, is_ready, not_ready, shown, shown_phase, summary
+from trisup._health import (
+    SHOWN,
+    api_dict,
+    error_text,
+    error_type,
+    is_ready,
+    not_ready,
+    shown,
+    shown_phase,
+    summary,
+)
 from trisup._lifecycle import status_of
 
 P = Phase
@@ -103,14 +113,15 @@ def test_summary() -> None:
 
 
 def test_api_dict_is_the_seed_keys_then_the_phase() -> None:
-    """The API's JSON is to_dict() unchanged, with phase added last."""
+    """The API's JSON is to_dict() unchanged, with phase, critical and the error's type added."""
     info = make("a", P.GROUP_WAIT)
     data = api_dict(info)
-    assert list(data) == [*info.to_dict(), "phase", "critical", "depends_on"]
+    assert list(data) == [*info.to_dict(), "phase", "critical", "last_error_type", "depends_on"]
     assert data == {
         **info.to_dict(),
         "phase": "group_wait",
         "critical": True,
+        "last_error_type": "",
         "depends_on": list(info.depends_on),
     }
     assert "phase" not in info.to_dict()
@@ -148,3 +159,108 @@ async def test_readiness_of_a_live_manager(autojump_clock: trio.testing.MockCloc
         (3, ["flappy"], "app: 3 services, 1 running, 1 backoff, 1 stopped"),
         (4.25, [], "app: 3 services, 2 running, 1 stopped"),
     ]
+
+
+class Outer:
+    class Refused(Exception):
+        """A nested exception class: its __qualname__ names the class it is in."""
+
+
+def _local_error() -> Exception:
+    class Local(Exception):
+        pass
+
+    return Local("made inside a function")
+
+
+@pytest.mark.parametrize(
+    ("error", "kind", "text"),
+    [
+        (
+            FileNotFoundError("/etc/shop/credentials.json"),
+            "FileNotFoundError",
+            "FileNotFoundError: /etc/shop/credentials.json",
+        ),
+        (ConnectionError(), "ConnectionError", "ConnectionError"),
+        (ExceptionGroup("g", [KeyError("k")]), "KeyError", "KeyError: 'k'"),
+        (
+            ExceptionGroup("two", [KeyError("k"), ValueError("v")]),
+            "ExceptionGroup",
+            "ExceptionGroup: two (2 sub-exceptions)",
+        ),
+        (trisup.no_restart(OSError("disk full")), "OSError", "OSError: disk full"),
+        (trisup.FatalError(ValueError("bad key")), "ValueError", "ValueError: bad key"),
+        (trisup.FatalError(None), "FatalError", "FatalError: fatal error (exit status 1)"),
+        (Outer.Refused("no"), "Outer.Refused", "Outer.Refused: no"),
+        (_local_error(), "Local", "Local: made inside a function"),
+    ],
+)
+async def test_the_last_error_with_its_type(
+    autojump_clock: trio.testing.MockClock, error: Exception, kind: str, text: str
+) -> None:
+    """error_type names what failed (a wrapper names what it wraps); error_text adds the message."""
+
+    async def fails() -> None:
+        raise error
+
+    m = trisup.Manager("app")
+    m.add(trisup.new_service("a", fails), restart_policy=trisup.RestartPolicy.NEVER)
+    m.add(trisup.new_service("b", trio.sleep_forever))
+    if isinstance(error, trisup.FatalError):  # it ends the manager
+        with pytest.raises(trisup.FatalError):
+            await m.serve()
+    else:
+        async with trio.open_nursery() as nursery:
+            await nursery.start(m.serve)
+            await m.wait_status("a", S.FAILED)
+            nursery.cancel_scope.cancel()
+    failed, healthy = m.get_services_info()
+    assert (error_type(failed), error_text(failed)) == (kind, text)
+    assert failed.metric.last_error == text.removeprefix(kind).removeprefix(": ") or kind
+    assert api_dict(failed)["last_error_type"] == kind
+    assert api_dict(failed)["last_error"] == failed.metric.last_error  # the seed's: the message
+    assert (error_type(healthy), error_text(healthy), api_dict(healthy)["last_error_type"]) == (
+        "",
+        "",
+        "",
+    )
+
+
+async def test_a_start_timeout_is_named_as_such(autojump_clock: trio.testing.MockClock) -> None:
+    """A start that timed out is a ServiceStartTimeout, not the Cancelled that ended it."""
+
+    async def never_ready(*, task_status: trio.TaskStatus[None]) -> None:
+        await trio.sleep_forever()
+
+    m = trisup.Manager("app")
+    m.add(trisup.new_service("db", never_ready), start_timeout=0.5, restart_delay=4)
+    async with trio.open_nursery() as nursery:
+        await nursery.start(m.serve)
+        await m.wait_status("db", S.CRASHING)
+        info = m.get_service_info("db")
+        nursery.cancel_scope.cancel()
+    assert error_text(info) == "ServiceStartTimeout: not ready within 0.5s"
+    assert trio.current_time() == 0.5
+
+
+async def test_a_stop_timeout_leaves_the_last_error_alone(
+    autojump_clock: trio.testing.MockClock,
+) -> None:
+    """A stop that times out raises to the caller; the service's last error is unchanged."""
+
+    async def stubborn() -> None:
+        try:
+            await trio.sleep_forever()
+        finally:
+            with trio.move_on_after(5, shield=True):
+                await trio.sleep(5)
+
+    m = trisup.Manager("app")
+    m.add(trisup.new_service("s", stubborn), stop_timeout=1)
+    async with trio.open_nursery() as nursery:
+        await nursery.start(m.serve)
+        with pytest.raises(trisup.ServiceStopTimeout):
+            await m.stop_service("s")
+        info = m.get_service_info("s")
+        nursery.cancel_scope.cancel()
+    assert (error_type(info), error_text(info), info.metric.last_error) == ("", "", "")

@@ -77,12 +77,19 @@ async def test_services_list_is_the_go_json(autojump_clock: trio.testing.MockClo
         assert response.status_code == 200
         assert response.headers["content-type"] == "application/json"
         infos = m.get_services_info()
+        kinds = {"worker": "", "flappy": "ValueError", "console": ""}
         assert response.json() == [
-            {**i.to_dict(), "phase": str(i.phase), "critical": True, "depends_on": []}
+            {
+                **i.to_dict(),
+                "phase": str(i.phase),
+                "critical": True,
+                "last_error_type": kinds[i.name],
+                "depends_on": [],
+            }
             for i in infos
         ]
         assert [list(s) for s in response.json()] == [
-            [*i.to_dict(), "phase", "critical", "depends_on"] for i in infos
+            [*i.to_dict(), "phase", "critical", "last_error_type", "depends_on"] for i in infos
         ]
         # flappy failed at 0.5 and runs again since 1.5 (until 2); the others since 0
         assert [
@@ -137,6 +144,7 @@ async def test_one_service_and_unknown_name(autojump_clock: trio.testing.MockClo
             **info.to_dict(),
             "phase": "running",
             "critical": True,
+            "last_error_type": "",
             "depends_on": [],
         }
         response = await client.get(f"{API}/service/nope")

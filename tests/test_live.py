@@ -40,11 +40,11 @@ def plain(data: bytes) -> str:
 
 
 class Terminal:
-    """A process running in a pseudo-terminal of 40 x 140, its output collected."""
+    """A process running in a pseudo-terminal of 40 x 160, its output collected."""
 
     def __init__(self, argv: list[str], cwd: Path) -> None:
         master, slave = os.openpty()
-        fcntl.ioctl(slave, termios.TIOCSWINSZ, struct.pack("HHHH", 40, 140, 0, 0))
+        fcntl.ioctl(slave, termios.TIOCSWINSZ, struct.pack("HHHH", 40, 160, 0, 0))
         env = {
             k: v
             for k, v in os.environ.items()
@@ -147,7 +147,7 @@ def test_trisup_run_draws_a_live_table_in_a_terminal(tmp_path: Path) -> None:
             "LAST ERROR",
         ]
         worker = last_table(text)["worker"]
-        error = "exited with code 1; stderr: queue unreachable"
+        error = "ProcessExited: exited with code 1; stderr: queue unreachable"
         assert worker == ["worker", "crashing", "backoff", "1", "0", "1", "-", "30s", error]
         assert "web | listening" in text  # process output printed above the table
         assert b"\x1b[" in term.output  # colours and cursor movement: a real live view
@@ -158,10 +158,11 @@ def test_trisup_run_draws_a_live_table_in_a_terminal(tmp_path: Path) -> None:
             term.proc.kill()
             term.proc.wait()
     final = last_table(plain(term.output))
-    # a shutdown stops nothing by hand: web is idle; worker, stopped while backing off, error
+    # a shutdown stops nothing by hand: web is idle; worker, stopped while backing off, error;
+    # neither backs off any more: no delay
     assert final == {
-        "web": ["web", "idle", "idle", "1", "0", "0", "-", "1s", "-"],
-        "worker": ["worker", "error", "idle", "1", "0", "1", "-", "30s", error],
+        "web": ["web", "idle", "idle", "1", "0", "0", "-", "-", "-"],
+        "worker": ["worker", "error", "idle", "1", "0", "1", "-", "-", error],
     }
     assert "received SIGTERM, shutting down gracefully" in plain(term.output)
 
@@ -192,8 +193,10 @@ async def test_live_view_in_process_redraws_on_events() -> None:
     text = plain(out.getvalue().encode())
     assert "test · 3 services, 1 crashing, 2 running · up " in text
     rows = [cells(line) for line in text.splitlines()]
-    assert ["bad", "crashing", "backoff", "1", "0", "1", "-", "1m0s", "nope"] in rows
-    assert ["nested/inner", "running", "running", "1", "0", "0"] in [row[:6] for row in rows]
+    assert ["bad", "crashing", "backoff", "1", "0", "1", "-", "1m0s", "ValueError: nope"] in rows
+    running = ["nested/inner", "running", "running", "1", "0", "0"]
+    inner = [row for row in rows if row[:6] == running][-1]
+    assert inner[7:] == ["-", "-"]  # running: no delay, no error
 
 
 def test_rich_table_and_log_handler() -> None:
@@ -218,7 +221,7 @@ def test_rich_table_and_log_handler() -> None:
     )
     handler.emit(warning)
     lines = out.getvalue().splitlines()
-    assert ["web", "failed", "?", "0", "0", "0", "-", "", "[bold]x[/bold]"] in map(cells, lines)
+    assert ["web", "failed", "?", "0", "0", "0", "-", "-", "[bold]x[/bold]"] in map(cells, lines)
     assert re.fullmatch(r"\d\d:\d\d:\d\d web \| \[red\]not markup\[/red\]", lines[-2])
     assert re.fullmatch(r"\d\d:\d\d:\d\d app: careful", lines[-1])
 

@@ -17,6 +17,7 @@ import trio.testing
 
 import trisup
 from trisup import ServiceStatus as S
+from trisup._report import logfmt
 
 PY = json.dumps(sys.executable)
 
@@ -80,13 +81,13 @@ async def test_no_restart_logs_without_a_traceback(
         (
             "ERROR",
             "service broken failed permanently: not restarted (no_restart):"
-            " disk /data is read-only",
+            " OSError: disk /data is read-only",
             False,
         ),
         ("INFO", "service done exited (no_restart): do not restart", False),
         (  # a failure, not retried: its cause's traceback is worth reading
             "WARNING",
-            "service broken exited (no_restart_failure): disk /data is read-only",
+            "service broken exited (no_restart_failure): OSError: disk /data is read-only",
             True,
         ),
     ]
@@ -95,7 +96,7 @@ async def test_no_restart_logs_without_a_traceback(
 async def test_a_fatal_error_names_its_cause(
     autojump_clock: trio.testing.MockClock, caplog: pytest.LogCaptureFixture
 ) -> None:
-    """ "failed permanently" says what the fatal error was."""
+    """ "failed permanently" says what the fatal error was, with its type."""
     caplog.set_level(logging.ERROR, logger="trisup")
 
     async def fatal() -> None:
@@ -106,7 +107,7 @@ async def test_a_fatal_error_names_its_cause(
     with pytest.raises(trisup.FatalError):
         await m.serve()
     failed = [r.getMessage() for r in caplog.records if r.__dict__.get("event") == "failed"]
-    assert failed == ["service f failed permanently: fatal error: bad licence key"]
+    assert failed == ["service f failed permanently: fatal error: ValueError: bad licence key"]
 
 
 async def test_no_backoff_and_no_stop_line_in_a_shutdown(
@@ -141,7 +142,7 @@ async def test_no_backoff_and_no_stop_line_in_a_shutdown(
         n.cancel_scope.cancel()  # slow stops first, from 1 to 2: worker crashes meanwhile
     assert [message for _, message, _ in lines(caplog)] == [
         "manager app stopping",
-        "service worker exited (failure): lost the queue",
+        "service worker exited (failure): RuntimeError: lost the queue",
         "service slow stopped",
         "service worker stopped",
         "service db stopped",
@@ -210,3 +211,33 @@ def test_trisup_run_log_text(tmp_path: Path) -> None:
     assert all("error=" not in line and 'exited (stopped)"' in line for line in exited)
     assert "service web stopped" not in text
     assert 'msg="service steady stopped"' in text
+
+
+async def test_a_failure_line_names_the_error_type(
+    autojump_clock: trio.testing.MockClock, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A failure's line reads "TYPE: message"; its extra holds error and error_type apart."""
+    caplog.set_level(logging.WARNING, logger="trisup")
+
+    async def no_credentials() -> None:
+        raise FileNotFoundError("/etc/shop/credentials.json")
+
+    m = trisup.Manager("app")
+    m.add(trisup.new_service("shop", no_credentials), restart_delay=4)
+    async with trio.open_nursery() as n:
+        await n.start(m.serve)
+        await m.wait_status("shop", S.CRASHING)
+        n.cancel_scope.cancel()
+    (record,) = [r for r in caplog.records if r.__dict__.get("event") == "exited"]
+    assert record.getMessage() == (
+        "service shop exited (failure): FileNotFoundError: /etc/shop/credentials.json"
+    )
+    assert (record.__dict__["error"], record.__dict__["error_type"]) == (
+        "/etc/shop/credentials.json",
+        "FileNotFoundError",
+    )
+    line = logfmt(record)
+    assert " error=/etc/shop/credentials.json error_type=FileNotFoundError " in line
+    assert line.endswith(
+        ' msg="service shop exited (failure): FileNotFoundError: /etc/shop/credentials.json"'
+    )

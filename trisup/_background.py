@@ -13,7 +13,7 @@ from typing import Protocol, final
 import outcome
 import trio
 
-from ._errors import FatalError, find_terminate
+from ._errors import FatalError, error_text, find_terminate
 from ._status import ExitStatus
 
 __all__ = [
@@ -244,7 +244,7 @@ def exit_status(name: str, result: outcome.Outcome[None]) -> ExitStatus:
         logger.error(
             "manager %s ended by a fatal error: %s",
             name,
-            term,
+            error_text(term),
             extra={"manager": name, "event": "fatal", "status": int(term.status)},
         )
         return term.status

@@ -23,7 +23,7 @@ import trio
 from ._background import absorb_late_signals, serve_with_signals
 from ._controlplane import control_plane
 from ._credentials import describe_credentials
-from ._errors import FatalError, find_terminate
+from ._errors import FatalError, error_text, find_terminate
 from ._logfile import DEFAULT_BACKUPS, DEFAULT_MAXBYTES, byte_size
 from ._logqueue import QueuedLogfmtHandler
 from ._manager import Manager
@@ -68,7 +68,7 @@ def exit_status(manager: Manager, error: BaseException | None) -> ExitStatus:
         logger.error(
             "manager %s ended by a fatal error: %s (exit status %d)",
             manager.name,
-            term,
+            error_text(term),
             int(term.status),
             extra={"manager": manager.name, "event": "fatal", "status": int(term.status)},
         )
@@ -76,7 +76,7 @@ def exit_status(manager: Manager, error: BaseException | None) -> ExitStatus:
     logger.error(
         "manager %s ended with an error: %s",
         manager.name,
-        error,
+        error_text(error),
         extra={"manager": manager.name, "event": "error"},
     )
     return ExitStatus.ERROR

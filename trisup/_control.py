@@ -22,7 +22,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TextIO, final
 
-from ._report import Row, align, clip, format_duration, row_from_dict
+from ._report import ERROR_WIDTH, Row, align, clip, format_duration, row_from_dict
 from ._socketpath import default_dir, default_socket
 
 __all__ = ["Client", "ControlError", "connect", "control_command"]
@@ -188,7 +188,7 @@ def _status(client: Client, names: Sequence[str], as_json: bool, out: TextIO) ->
 STATUS_HEADERS = ("SERVICE", "STATUS", "PHASE", "PID", "UPTIME", "RESTARTS", "LAST ERROR")
 
 
-def status_table(rows: Sequence[Row], *, max_error: int = 60) -> str:
+def status_table(rows: Sequence[Row], *, max_error: int = ERROR_WIDTH) -> str:
     """``trisup status``'s table: each service's status, phase, pid, uptime, restarts, error."""
     cells = [
         (

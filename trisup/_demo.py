@@ -37,7 +37,7 @@ import trio
 from ._cli import cli_logging, make_live_view, supervise
 from ._health import api_dict
 from ._manager import Manager
-from ._report import HEADERS, NUMERIC, Row, align, clip, row_from_dict
+from ._report import ERROR_WIDTH, HEADERS, NUMERIC, Row, align, clip, row_from_dict
 from ._service import new_service
 from ._status import ExitStatus, RestartPolicy, ServiceStatus
 from ._tomlconfig import build, parse_config
@@ -174,7 +174,7 @@ def _final_table(rows: Sequence[tuple[Row, str]]) -> str:
     """The table with an AT STOP column after the name."""
     headers = (HEADERS[0], "AT STOP", *HEADERS[1:])
     cells = [
-        (row.cells()[0], at_stop, *row.cells()[1:-1], clip(row.cells()[-1], 60))
+        (row.cells()[0], at_stop, *row.cells()[1:-1], clip(row.cells()[-1], ERROR_WIDTH))
         for row, at_stop in rows
     ]
     return align(headers, cells, numeric=frozenset(i + 1 for i in NUMERIC), indent="  ")

@@ -247,15 +247,22 @@ def children(exc: BaseException) -> tuple[BaseException, ...] | None:
     return None
 
 
-def error_message(error: BaseException) -> str:
-    """An error's own message; a group of one error speaks for that error.
-
-    An empty message gives the type's name, so a real failure is never blank.
-    """
+def _single(error: BaseException) -> BaseException:
+    """*error*, or the one error a group of one holds (recursively)."""
     members = children(error)
     while members is not None and len(members) == 1:
         error = members[0]
         members = children(error)
+    return error
+
+
+def error_message(error: BaseException) -> str:
+    """An error's own message; a group of one error speaks for that error.
+
+    A wrapper that speaks for the error it wraps (see `shown_error`) gives that
+    error's. An empty message gives the type's name, so a real failure is never blank.
+    """
+    error = shown_error(error)
     try:
         return str(error) or type(error).__name__
     except Exception:
@@ -301,3 +308,52 @@ def is_fatal_err(exc: BaseException | None) -> bool:
 def is_no_restart(exc: BaseException | None) -> bool:
     """Whether a `DoNotRestart` is present in *exc*."""
     return exc is not None and any(isinstance(e, DoNotRestart) for e in present(exc))
+
+
+def shown_error(error: BaseException) -> BaseException:
+    """The error whose message `error_message` gives: the one a message is about.
+
+    A group of one error gives that error; a `DoNotRestart` with a ``__cause__`` and
+    a `FatalError` wrapping an error give the wrapped error (their message is its
+    message), so the type named beside a message is the type of what failed.
+    """
+    while True:
+        error = _single(error)
+        if isinstance(error, DoNotRestart) and error.__cause__ is not None:
+            error = error.__cause__
+        elif isinstance(error, FatalError) and error.error is not None:
+            error = error.error
+        else:
+            return error
+
+
+def type_name(error: BaseException) -> str:
+    """The name of the type of `shown_error` (*error*): ``"FileNotFoundError"``.
+
+    Its ``__qualname__`` (``"Outer.Inner"`` for a nested class), or its ``__name__`` for
+    a class defined inside a function.
+    """
+    kind = type(shown_error(error))
+    name = kind.__qualname__
+    return kind.__name__ if "<locals>" in name else name
+
+
+def typed(kind: str, message: str) -> str:
+    """A message with its type, as a person reads it: ``"FileNotFoundError: /etc/x"``.
+
+    The type alone when the message is empty or is the type's name; the message
+    alone without a type.
+
+    >>> typed("ValueError", "bad"), typed("ValueError", ""), typed("", "bad")
+    ('ValueError: bad', 'ValueError', 'bad')
+    """
+    if not kind:
+        return message
+    if not message or message == kind:
+        return kind
+    return f"{kind}: {message}"
+
+
+def error_text(error: BaseException) -> str:
+    """*error*'s message with its type: ``typed(type_name(error), error_message(error))``."""
+    return typed(type_name(error), error_message(error))

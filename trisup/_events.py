@@ -21,7 +21,7 @@ from typing import ClassVar, Generic, TypeVar, final
 import trio
 
 from ._clock import trio_now
-from ._errors import error_message, safe_repr
+from ._errors import error_message, error_text, safe_repr, type_name
 from ._status import Phase, ServiceStatus
 
 __all__ = [
@@ -70,11 +70,19 @@ class Event:
         return self.kind
 
     def extra(self) -> dict[str, object]:
-        """The event as logging ``extra`` (``event`` is the kind)."""
+        """The event as logging ``extra`` (``event`` is the kind).
+
+        An exception gives its message, and its type under the field's name with
+        ``_type``: ``error="/etc/x" error_type="FileNotFoundError"``.
+        """
         data: dict[str, object] = {}
         for f in fields(self):
             value = getattr(self, f.name)
-            data[f.name] = error_message(value) if isinstance(value, BaseException) else value
+            if isinstance(value, BaseException):
+                data[f.name] = error_message(value)
+                data[f"{f.name}_type"] = type_name(value)
+            else:
+                data[f.name] = value
         data.pop("time", None)
         data["event"] = self.kind
         return data
@@ -142,7 +150,9 @@ class ServiceExited(ServiceEvent):
     def message(self) -> str:
         if self.error is None:
             return f"service {self.service} exited ({self.outcome})"
-        return f"service {self.service} exited ({self.outcome}): {error_message(self.error)}"
+        if self.outcome == "no_restart":  # asked for, not a failure: its words alone
+            return f"service {self.service} exited ({self.outcome}): {error_message(self.error)}"
+        return f"service {self.service} exited ({self.outcome}): {error_text(self.error)}"
 
 
 @final

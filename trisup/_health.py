@@ -21,6 +21,7 @@ from datetime import UTC, datetime
 
 from ._backoff import next_delay
 from ._config import ServiceConfig
+from ._errors import type_name, typed
 from ._lifecycle import LIVE
 from ._status import Phase, RestartPolicy, ServiceInfo
 
@@ -30,6 +31,8 @@ __all__ = [
     "Outlook",
     "api_dict",
     "counts",
+    "error_text",
+    "error_type",
     "is_ready",
     "not_ready",
     "outlook",
@@ -85,15 +88,37 @@ def counts(info: ServiceInfo) -> bool:
     return info.critical and not info.stopped
 
 
-def api_dict(info: ServiceInfo) -> dict[str, object]:
-    """The HTTP API's JSON object of a service: ``to_dict()``'s seed keys, ``phase``,
-    ``critical`` and ``depends_on`` (its direct dependencies).
+def error_type(info: ServiceInfo) -> str:
+    """The type of the service's last error (``"FileNotFoundError"``), ``""`` without one.
 
-    A service whose details hold a ``pid`` (a `ProcessService`) also gets ``pid``.
+    The type of the error the message is about: a group of one error, a
+    `DoNotRestart` with a cause and a `FatalError` name the error they wrap. A
+    start that timed out is a ``ServiceStartTimeout``.
+    """
+    return "" if info.error is None else type_name(info.error)
+
+
+def error_text(info: ServiceInfo) -> str:
+    """The last error as a person reads it: ``"FileNotFoundError: /etc/shop/credentials.json"``.
+
+    Its type and message (``metric.last_error``); the type alone when the message is
+    empty; ``""`` without an error.
+    """
+    return typed(error_type(info), info.metric.last_error)
+
+
+def api_dict(info: ServiceInfo) -> dict[str, object]:
+    """The HTTP API's JSON object of a service: ``to_dict()``'s seed keys and trisup's own.
+
+    trisup adds ``phase``, ``critical``, ``last_error_type`` (`error_type`; the
+    seed's ``last_error`` stays the message) and ``depends_on`` (its direct
+    dependencies). A service whose details hold a ``pid``
+    (a `ProcessService`) also gets ``pid``.
     """
     data = info.to_dict()
     data["phase"] = str(info.phase)
     data["critical"] = info.critical
+    data["last_error_type"] = error_type(info)
     data["depends_on"] = list(info.depends_on)
     if "pid" in info.details:
         pid = info.details["pid"]

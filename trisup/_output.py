@@ -26,6 +26,7 @@ from typing import Protocol, final
 import trio
 
 from ._logfile import LogFile
+from ._stderr import StderrTail
 
 __all__ = ["MAX_LINE", "Output", "RunState"]
 
@@ -39,7 +40,7 @@ class RunState(Protocol):
     """What a pump updates about the current run of the child."""
 
     pid: int
-    last_stderr: str
+    stderr: StderrTail
 
 
 def _text(raw: bytes) -> str:
@@ -197,10 +198,7 @@ class Output:
             arrived.set()
             self._arrived = trio.Event()
         if kind == "stderr":
-            for raw in reversed(lines):
-                if raw.strip():
-                    run.last_stderr = _text(raw).strip()
-                    break
+            run.stderr.add(lines)
         if self.log_output and self._log.isEnabledFor(logging.INFO):
             extra = {"service": self.name, "event": "output", "stream": kind, "pid": run.pid}
             for raw in lines:

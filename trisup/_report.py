@@ -16,10 +16,12 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import TextIO, final
 
+from ._errors import typed
 from ._health import api_dict
 from ._manager import Manager
 
 __all__ = [
+    "ERROR_WIDTH",
     "HEADERS",
     "NUMERIC",
     "LogfmtHandler",
@@ -50,6 +52,10 @@ the `Phase`), FAILS counts consecutive failures."""
 NUMERIC = frozenset({3, 4, 5, 6, 7})
 """The columns of `HEADERS` that hold numbers."""
 
+ERROR_WIDTH = 120
+"""The LAST ERROR cell of a plain table is cut to this many characters: room for the
+type, a process's exit and the stderr lines after them."""
+
 
 @final
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -63,8 +69,8 @@ class Row:
     restarts: int
     fails: int
     uptime: float
-    delay: str
-    error: str
+    delay: str  # the current delay while backing off, else ""
+    error: str  # the last error with its type
     pid: int | None = None  # a process's child; not a column of the live table
 
     def cells(self) -> tuple[str, ...]:
@@ -77,7 +83,7 @@ class Row:
             str(self.restarts),
             str(self.fails),
             format_duration(self.uptime) if self.uptime > 0 else "-",
-            self.delay,
+            self.delay or "-",
             self.error or "-",
         )
 
@@ -90,9 +96,13 @@ def _int(data: Mapping[str, object], key: str) -> int:
 def row_from_dict(data: Mapping[str, object], prefix: str = "") -> Row:
     """A row from a service's JSON object in the HTTP API; missing keys read as empty.
 
-    The phase shown is ``stopped`` while ``stopped`` is true, else ``phase``.
+    The phase shown is ``stopped`` while ``stopped`` is true, else ``phase``. The delay
+    is shown only while the service backs off (phase ``backoff``); the error is
+    ``last_error`` with its type (``last_error_type``): ``"FileNotFoundError: /etc/x"``.
     """
-    delay = data.get("current_delay", "")
+    delay = data.get("current_delay", "") if data.get("phase") == "backoff" else ""
+    kind = data.get("last_error_type", "")
+    error = typed(kind if isinstance(kind, str) else "", str(data.get("last_error", "")))
     pid = data.get("pid")
     return Row(
         name=prefix + str(data.get("name", "?")),
@@ -103,7 +113,7 @@ def row_from_dict(data: Mapping[str, object], prefix: str = "") -> Row:
         fails=_int(data, "consec_failures"),
         uptime=_int(data, "current_uptime") / 1e9,
         delay=delay if isinstance(delay, str) else "",
-        error=" ".join(str(data.get("last_error", "")).split()),
+        error=" ".join(error.split()),
         pid=pid if isinstance(pid, int) and not isinstance(pid, bool) else None,
     )
 
@@ -155,7 +165,7 @@ def clip(text: str, width: int) -> str:
     return text if len(text) <= width else text[: width - 1] + "…"
 
 
-def plain_table(rows: Sequence[Row], *, indent: str = "", max_error: int = 60) -> str:
+def plain_table(rows: Sequence[Row], *, indent: str = "", max_error: int = ERROR_WIDTH) -> str:
     """The rows aligned under `HEADERS`; numbers right, text left."""
     cells = [(*row.cells()[:-1], clip(row.cells()[-1], max_error)) for row in rows]
     return align(HEADERS, cells, numeric=NUMERIC, indent=indent)

@@ -21,7 +21,7 @@ import trio
 
 from ._backoff import give_up_reason, jittered
 from ._context import ServeContext, clear_current, set_current, trio_now
-from ._errors import ServiceStartTimeout, find_terminate
+from ._errors import ServiceStartTimeout, error_text, find_terminate
 from ._events import (
     ServiceBackingOff,
     ServiceReady,
@@ -335,11 +335,11 @@ class Runner(Requests):
         self._move(FAILED)
         if kind is FATAL:  # rule 3
             self._exited(kind, error, uptime, ERROR)
-            self._failed(f"fatal error: {self.last_error}")
+            self._failed(f"fatal error: {error_text(error)}")
             ctx.terminate(find_terminate(error))
         else:  # rule 4, with a cause or beside other errors
             self._exited(kind, error, uptime, WARNING)
-            self._failed(f"not restarted (no_restart): {self.last_error}")
+            self._failed(f"not restarted (no_restart): {error_text(error)}")
         return _END
 
     def _restart_path(self, ctx: ServeContext, *, restart_now: bool, uptime: float) -> float:

@@ -63,6 +63,7 @@ from ._procargs import (
 )
 from ._spawn import Child, spawn
 from ._status import ExitStatus
+from ._stderr import LINE_CHARS, SHOWN, StderrTail, lines_that_matter
 
 __all__ = [
     "DEFAULT_KILL_AFTER",
@@ -77,7 +78,7 @@ __all__ = [
 
 _DRAIN_TIMEOUT = 1.0  # how long output is still read after the group is gone
 _REAP_TIMEOUT = 2.0  # how long to wait for the kernel to reap a SIGKILLed child
-_STDERR_IN_MESSAGE = 200  # characters of the last stderr line kept in an error message
+_STDERR_IN_MESSAGE = SHOWN * LINE_CHARS  # characters of stderr in an error message, at most
 
 
 def kill_after_for(stop_timeout: float) -> float:
@@ -115,7 +116,12 @@ class ProcessExited(Exception):
         service: the service's name.
         returncode: the exit code, or minus the signal number (as `subprocess`).
         signal: the signal's name (``"SIGKILL"``) when a signal ended it, else ``None``.
-        stderr: the last line the process wrote on stderr during that run, or "".
+        stderr: the lines of what the process wrote on stderr during that run that
+            say why it failed, joined with newlines, or "": a Python traceback's
+            final exception line, else the lines that look like errors (``FATAL``,
+            ``panic:``, ``ERROR`` ...), else the last few lines (at most four, each
+            cut to 200 characters; see ``trisup._stderr``). The message carries them
+            joined with ``" | "``: ``"exited with code 1; stderr: FATAL: ... | HINT: ..."``.
     """
 
     def __init__(self, service: str, returncode: int, stderr: str = "") -> None:
@@ -124,8 +130,11 @@ class ProcessExited(Exception):
         self.signal = signal_name(-returncode) if returncode < 0 else None
         self.stderr = stderr
         message = describe_exit(returncode)
-        if stderr:
-            message += f"; stderr: {stderr[:_STDERR_IN_MESSAGE]}"
+        shown = " | ".join(line for line in stderr.splitlines() if line.strip())
+        if shown:
+            if len(shown) > _STDERR_IN_MESSAGE:
+                shown = shown[: _STDERR_IN_MESSAGE - 1] + "…"
+            message += f"; stderr: {shown}"
         super().__init__(message)
 
 
@@ -138,12 +147,12 @@ def _signal_group(pgid: int, signum: int) -> None:
 class _Run:
     """One launch of the child: the process and what was seen of it."""
 
-    __slots__ = ("killed", "last_stderr", "pid", "process", "signalled")
+    __slots__ = ("killed", "pid", "process", "signalled", "stderr")
 
     def __init__(self, process: Child) -> None:
         self.process = process
         self.pid = process.pid
-        self.last_stderr = ""
+        self.stderr = StderrTail()  # its last lines, for the message of a failure
         self.signalled: float | None = None  # when stop_signal was sent
         self.killed = False  # the group got its final SIGKILL
 
@@ -373,7 +382,8 @@ class ProcessService:
                     extra={"service": self.name, "event": "relaunch", "returncode": returncode},
                 )
             raise RestartNow(f"{describe_exit(returncode)}: relaunch")
-        error = ProcessExited(self.name, returncode, run.last_stderr)
+        stderr = "\n".join(lines_that_matter(run.stderr.lines()))
+        error = ProcessExited(self.name, returncode, stderr)
         if returncode in self.fatal_exit_codes:
             status = ExitStatus(returncode) if returncode <= 4 else ExitStatus.ERROR
             raise as_fatal(error, status)

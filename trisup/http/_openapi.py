@@ -57,6 +57,11 @@ _INFO_PROPERTIES: dict[str, object] = {
         "description": "Whether /readyz counts the service (ServiceConfig.critical; trisup's "
         "addition).",
     },
+    "last_error_type": {
+        "type": "string",
+        "description": 'The type of the last error ("FileNotFoundError"; "" without one); '
+        "last_error is its message (trisup's addition).",
+    },
     "depends_on": {
         "type": "array",
         "items": {"type": "string"},
