@@ -277,7 +277,7 @@ async def test_console_in_chromium(tmp_path: Path) -> None:
         result.tip
     )
     assert re.fullmatch(r"up since \d\d:\d\d:\d\d", result.uptime_title), result.uptime_title
-    assert "config file /etc/app/cache.toml not found" in result.error
+    assert result.error == "RuntimeError: config file /etc/app/cache.toml not found"
     assert result.error_title.startswith(result.error + "\nat ")
     assert result.phases == {
         "api": "running",
