@@ -18,7 +18,7 @@
   const RETRY_MS = 1000; // after a failed request
   const MAX_LINES = 500; // output lines kept in the panel
   // configuration fields that hold seconds, shown as durations
-  const SECONDS = /(^|_)(delay|timeout|window|period|interval)$|^kill_after$/;
+  const SECONDS = /^(restart_window|kill_after)$|_(delay|timeout|period|interval|seconds)$/;
 
   function el(tag, className, text) {
     const node = document.createElement(tag);
@@ -87,7 +87,7 @@
   }
 
   function configValue(field, value) {
-    if (value === null || value === undefined) return "none";
+    if (value === null || value === undefined) return SECONDS.test(field) ? "no limit" : "none";
     if (typeof value === "boolean") return value ? "yes" : "no";
     if (typeof value === "number" && SECONDS.test(field)) return duration(value);
     if (Array.isArray(value)) return value.length ? value.map(String).join(", ") : "none";
