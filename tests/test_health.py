@@ -106,8 +106,13 @@ def test_api_dict_is_the_seed_keys_then_the_phase() -> None:
     """The API's JSON is to_dict() unchanged, with phase added last."""
     info = make("a", P.GROUP_WAIT)
     data = api_dict(info)
-    assert list(data) == [*info.to_dict(), "phase", "critical"]
-    assert data == {**info.to_dict(), "phase": "group_wait", "critical": True}
+    assert list(data) == [*info.to_dict(), "phase", "critical", "depends_on"]
+    assert data == {
+        **info.to_dict(),
+        "phase": "group_wait",
+        "critical": True,
+        "depends_on": list(info.depends_on),
+    }
     assert "phase" not in info.to_dict()
 
 

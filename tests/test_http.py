@@ -78,10 +78,11 @@ async def test_services_list_is_the_go_json(autojump_clock: trio.testing.MockClo
         assert response.headers["content-type"] == "application/json"
         infos = m.get_services_info()
         assert response.json() == [
-            {**i.to_dict(), "phase": str(i.phase), "critical": True} for i in infos
+            {**i.to_dict(), "phase": str(i.phase), "critical": True, "depends_on": []}
+            for i in infos
         ]
         assert [list(s) for s in response.json()] == [
-            [*i.to_dict(), "phase", "critical"] for i in infos
+            [*i.to_dict(), "phase", "critical", "depends_on"] for i in infos
         ]
         # flappy failed at 0.5 and runs again since 1.5 (until 2); the others since 0
         assert [
@@ -132,7 +133,12 @@ async def test_one_service_and_unknown_name(autojump_clock: trio.testing.MockClo
         response = await client.get(f"{API}/service/worker")
         assert response.status_code == 200
         info = m.get_service_info("worker")
-        assert response.json() == {**info.to_dict(), "phase": "running", "critical": True}
+        assert response.json() == {
+            **info.to_dict(),
+            "phase": "running",
+            "critical": True,
+            "depends_on": [],
+        }
         response = await client.get(f"{API}/service/nope")
         assert response.status_code == 404
         assert response.json() == {"error": "service not found, name=nope"}
@@ -539,6 +545,7 @@ async def test_openapi_lists_every_route(autojump_clock: trio.testing.MockClock)
             f"{API}/services": ["get"],
             f"{API}/service/{{name}}": ["get"],
             f"{API}/service/{{name}}/output": ["get"],
+            f"{API}/service/{{name}}/details": ["get"],
             f"{API}/services/restart": ["post"],
             f"{API}/events": ["get"],
             f"{API}/openapi.json": ["get"],

@@ -41,7 +41,7 @@ def test_service_info_schema_is_the_seed_keys_then_the_phase() -> None:
     m = trisup.Manager()
     m.add(trisup.new_service("w", trio.sleep_forever))
     (info,) = m.get_services_info()
-    assert schema["required"] == [*info.to_dict(), "phase", "critical"]
+    assert schema["required"] == [*info.to_dict(), "phase", "critical", "depends_on"]
     assert list(schema["properties"]) == [*schema["required"], "pid"]  # pid: processes only
     assert schema["additionalProperties"] is False
     assert schema["properties"]["phase"]["enum"] == [

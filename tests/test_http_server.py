@@ -163,12 +163,13 @@ async def test_event_stream() -> None:
             name, snapshot = first
             assert name == "snapshot"
             assert snapshot["manager"] == {"name": "app", "state": "serving"}
-            assert snapshot["phases"] == {"worker": "running", "console": "running"}
             assert snapshot["token_required"] is False
+            assert snapshot["self"] == {"group": "", "name": "console"}
+            assert "phases" not in snapshot and "timelines" not in snapshot
             services = cast("list[dict[str, object]]", snapshot["services"])
-            assert [(s["name"], s["phase"]) for s in services] == [
-                ("worker", "running"),
-                ("console", "running"),
+            assert [(s["group"], s["name"], s["phase"], s["shown"]) for s in services] == [
+                ("", "worker", "running", "running"),
+                ("", "console", "running", "running"),
             ]
             await client.post(f"{PREFIX}/api/service/worker/stop", headers=POST)
             # each event carries the shown phase just after it: the stop is requested

@@ -96,7 +96,9 @@ async def test_timelines_follow_the_phases(autojump_clock: trio.testing.MockCloc
         await trio.sleep(1)
         base = state.wall(0)
         strips = {
-            name: [(t - base, p) for t, p in points] for name, points in state.timelines().items()
+            name: [(t - base, p) for t, p in points]
+            for (group, name), points in state.timelines().items()
+            if group == ""
         }
         assert strips == {
             "flappy": [
@@ -112,6 +114,6 @@ async def test_timelines_follow_the_phases(autojump_clock: trio.testing.MockCloc
             "late": [(3, "idle"), (3, "starting"), (3, "running")],
         }
         await m.delete("late")
-        assert list(state.timelines()) == ["flappy", "manual"]
+        assert list(state.timelines()) == [("", "flappy"), ("", "manual")]
         assert state.current_state() == "serving"
         nursery.cancel_scope.cancel()

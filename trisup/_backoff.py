@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import random
 from collections import deque
+from collections.abc import Iterable
 from dataclasses import dataclass
 
 __all__ = ["RestartWindow", "Schedule", "give_up_reason", "jittered", "next_delay", "preview"]
@@ -130,19 +131,28 @@ def preview(
     restart_window: float,
     max_restarts_in_window: int,
     jitter: float,
+    now: float = 0.0,
+    restarts: int = 0,
+    window_times: Iterable[float] = (),
+    delay: float | None = None,
 ) -> Schedule:
     """Replay the restart path of SPEC §4 for up to *failures* immediate failures.
 
     It stops early when the service gives up. The decisions are `give_up_reason`,
-    `RestartWindow` and `next_delay`, as in the runner.
+    `RestartWindow` and `next_delay`, as in the runner. By default the service
+    starts afresh at 0; a service's state can be given instead: the first
+    attempt at *now*, *restarts* counted already (``restart_count``), the times
+    of the restarts still in the window (*window_times*, at most *now*), and the
+    *delay* before the next restart (``current_delay``).
     """
     if isinstance(failures, bool) or not isinstance(failures, int) or failures < 0:
         raise ValueError(f"failures must be a non-negative int, not {failures!r}")
-    now = 0.0
-    starts = [0.0]
+    starts = [now]
     delays: list[float] = []
     window = RestartWindow()
-    delay = restart_delay
+    for t in window_times:
+        window.record(t, max_restarts_in_window)
+    delay = restart_delay if delay is None else delay
     failed_at: float | None = None
     reason: str | None = None
     # For ever: once the last max_restarts_in_window delays all equal the next one
@@ -152,7 +162,7 @@ def preview(
     same = 0  # how many of the last delays equal the last one
     for _ in range(failures):
         reason = give_up_reason(
-            restart_count=len(delays),
+            restart_count=restarts + len(delays),
             max_restarts=max_restarts,
             in_window=window.count(now, restart_window),
             max_restarts_in_window=max_restarts_in_window,

@@ -11,7 +11,7 @@ from __future__ import annotations
 import dataclasses
 import logging
 import math
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from typing import TypedDict, final
 
@@ -92,7 +92,15 @@ class ServiceConfig:
     start_timeout: float | None = 60.0
     critical: bool = True
 
-    def schedule(self, failures: int) -> Schedule:
+    def schedule(
+        self,
+        failures: int,
+        *,
+        now: float = 0.0,
+        restarts: int = 0,
+        window_times: Iterable[float] = (),
+        delay: float | None = None,
+    ) -> Schedule:
         """Preview the restarts of a service that fails at once, up to *failures* times.
 
         Answers "how long until it gives up?": the start times (jitter not
@@ -100,6 +108,11 @@ class ServiceConfig:
         is marked ``FAILED`` and why (the runner's reason), or whether it is
         restarted for ever. The arithmetic is the runner's own (`_backoff`).
         Out-of-range values are previewed as repaired.
+
+        By default the service starts afresh at time 0. To preview from a
+        service's state: its next attempt at *now*, the restarts counted since
+        its last manual start (*restarts*), the times of those still in the
+        window (*window_times*) and the delay before its next restart (*delay*).
 
         Raises:
             ValueError: *failures* is not a non-negative int.
@@ -114,6 +127,10 @@ class ServiceConfig:
             restart_window=c.restart_window,
             max_restarts_in_window=c.max_restarts_in_window,
             jitter=c.jitter,
+            now=now,
+            restarts=restarts,
+            window_times=window_times,
+            delay=delay,
         )
 
     def __post_init__(self) -> None:

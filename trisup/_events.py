@@ -13,10 +13,10 @@ from __future__ import annotations
 
 import logging
 from collections import deque
-from collections.abc import AsyncGenerator
+from collections.abc import AsyncGenerator, Callable
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, fields
-from typing import ClassVar, final
+from typing import ClassVar, Generic, TypeVar, final
 
 import trio
 
@@ -45,6 +45,7 @@ __all__ = [
     "ServiceStopDone",
     "ServiceStopTimedOut",
     "Subscription",
+    "TreeSubscription",
 ]
 
 logger = logging.getLogger("trisup")
@@ -351,6 +352,115 @@ class Subscription:
             raise StopAsyncIteration from None
 
 
+M = TypeVar("M")
+
+
+@final
+class _Tap:
+    """One hub's entry into a `TreeSubscription`: its events, tagged with the hub's path."""
+
+    __slots__ = ("_into", "path")
+
+    def __init__(self, into: Callable[[str, Event], None], path: str) -> None:
+        self._into = into
+        self.path = path
+
+    def _push(self, event: Event) -> None:
+        self._into(self.path, event)
+
+    def _close(self) -> None:
+        pass  # the tree ends its own stream
+
+
+@final
+class TreeSubscription(Generic[M]):
+    """The events of several hubs (a tree of managers) in one bounded buffer, in order.
+
+    Each hub is attached under a *path* (``""`` for the root manager, ``"jobs"``
+    for the manager registered as service ``jobs``, ``"jobs/sub"`` deeper), with
+    its *source* (the manager). Events are received as ``(path, event)``. When
+    the buffer is full the oldest is dropped and counted in `lost`, as for a
+    `Subscription`. *changed* is called synchronously with each ``ServiceAdded``
+    and ``ServiceRemoved`` pushed, before anything else is, so the tree can
+    attach a nested manager the moment it is added (`Manager.subscribe_tree`).
+
+    Attributes:
+        lost: how many events were dropped because the buffer was full.
+    """
+
+    __slots__ = ("_buffer", "_changed", "_closed", "_taps", "_waiter", "lost")
+
+    def __init__(self, max_buffer: int, changed: Callable[[str, ServiceEvent], None]) -> None:
+        self._buffer: deque[tuple[str, Event]] = deque(maxlen=max_buffer)
+        self._waiter: trio.Event | None = None
+        self._closed = False
+        self._changed = changed
+        self._taps: dict[str, tuple[_Tap, EventHub, M]] = {}
+        self.lost = 0
+
+    def attach(self, path: str, hub: EventHub, source: M) -> None:
+        """Receive *hub*'s events as *path*'s (a path attached already is replaced)."""
+        self.detach(path, nested=False)
+        tap = _Tap(self._push, path)
+        hub.add_tap(tap)
+        self._taps[path] = (tap, hub, source)
+
+    def detach(self, path: str, *, nested: bool = True) -> None:
+        """Stop receiving *path*'s events (and, if *nested*, those of the paths under it)."""
+        prefix = path + "/"
+        for p in [p for p in self._taps if p == path or (nested and p.startswith(prefix))]:
+            tap, hub, _ = self._taps.pop(p)
+            hub.unsubscribe(tap)
+
+    def source(self, path: str) -> M | None:
+        """What *path* was attached with, or ``None``."""
+        entry = self._taps.get(path)
+        return None if entry is None else entry[2]
+
+    def sources(self) -> dict[str, M]:
+        """Every attached path and its source, in the order attached."""
+        return {path: entry[2] for path, entry in self._taps.items()}
+
+    def close(self) -> None:
+        """Detach every hub and end the stream."""
+        for tap, hub, _ in self._taps.values():
+            hub.unsubscribe(tap)
+        self._taps.clear()
+        self._closed = True
+        if self._waiter is not None:
+            self._waiter.set()
+            self._waiter = None
+
+    def _push(self, path: str, event: Event) -> None:
+        if isinstance(event, ServiceAdded | ServiceRemoved):
+            self._changed(path, event)
+        if len(self._buffer) == self._buffer.maxlen:
+            self.lost += 1
+        self._buffer.append((path, event))
+        if self._waiter is not None:
+            self._waiter.set()
+            self._waiter = None
+
+    def receive_nowait(self) -> tuple[str, Event] | None:
+        """The oldest buffered ``(path, event)``, or ``None`` when the buffer is empty."""
+        return self._buffer.popleft() if self._buffer else None
+
+    async def receive(self) -> tuple[str, Event]:
+        """Wait for the next ``(path, event)``.
+
+        Raises:
+            trio.EndOfChannel: the subscription was closed and is drained.
+        """
+        while not self._buffer:
+            if self._closed:
+                raise trio.EndOfChannel
+            if self._waiter is None:
+                self._waiter = trio.Event()
+            await self._waiter.wait()
+        await trio.lowlevel.checkpoint_if_cancelled()
+        return self._buffer.popleft()
+
+
 class EventHub:
     """Builds, logs and fans out the events of one manager."""
 
@@ -358,7 +468,7 @@ class EventHub:
 
     def __init__(self, manager: str) -> None:
         self.manager = manager
-        self._subscribers: list[Subscription] = []
+        self._subscribers: list[Subscription | _Tap] = []
 
     def wanted(self, level: int) -> bool:
         """Whether an event logged at *level* has any listener (cheap)."""
@@ -406,7 +516,11 @@ class EventHub:
         self._subscribers.append(sub)
         return sub
 
-    def unsubscribe(self, sub: Subscription) -> None:
+    def add_tap(self, tap: _Tap) -> None:
+        """Add a `TreeSubscription`'s entry (`TreeSubscription.attach`)."""
+        self._subscribers.append(tap)
+
+    def unsubscribe(self, sub: Subscription | _Tap) -> None:
         """Remove a subscriber and end its stream."""
         if sub in self._subscribers:
             self._subscribers.remove(sub)

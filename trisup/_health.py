@@ -14,16 +14,24 @@ counts when it is meant to run (not held); it is ready when its phase is
 
 from __future__ import annotations
 
+import time
 from collections.abc import Iterable
+from dataclasses import dataclass
+from datetime import UTC, datetime
 
-from ._status import Phase, ServiceInfo
+from ._backoff import next_delay
+from ._config import ServiceConfig
+from ._status import Phase, RestartPolicy, ServiceInfo
 
 __all__ = [
+    "OUTLOOK_FAILURES",
     "SHOWN",
+    "Outlook",
     "api_dict",
     "counts",
     "is_ready",
     "not_ready",
+    "outlook",
     "shown",
     "shown_phase",
     "summary",
@@ -77,13 +85,15 @@ def counts(info: ServiceInfo) -> bool:
 
 
 def api_dict(info: ServiceInfo) -> dict[str, object]:
-    """The HTTP API's JSON object of a service: ``to_dict()``'s seed keys, ``phase``, ``critical``.
+    """The HTTP API's JSON object of a service: ``to_dict()``'s seed keys, ``phase``,
+    ``critical`` and ``depends_on`` (its direct dependencies).
 
     A service whose details hold a ``pid`` (a `ProcessService`) also gets ``pid``.
     """
     data = info.to_dict()
     data["phase"] = str(info.phase)
     data["critical"] = info.critical
+    data["depends_on"] = list(info.depends_on)
     if "pid" in info.details:
         pid = info.details["pid"]
         data["pid"] = pid if isinstance(pid, int) and not isinstance(pid, bool) else None
@@ -105,3 +115,105 @@ def summary(manager: str, infos: Iterable[ServiceInfo]) -> str:
     noun = "service" if total == 1 else "services"
     head = f"{manager}: {total} {noun}"
     return ", ".join([head, *parts])
+
+
+OUTLOOK_FAILURES = 1000
+"""How many failures `outlook` replays before it says "not within that many"."""
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Outlook:
+    """A service's restart schedule from now, if every attempt fails at once.
+
+    Attributes:
+        next_attempt_at: wall-clock seconds of its next attempt while it waits
+            out a backoff, else ``None``.
+        remaining_failures: the failure that marks it ``FAILED`` (1: the next
+            one), 0 if it is failed already, ``None`` if it is restarted for
+            ever (or not within `OUTLOOK_FAILURES`: see *forever*).
+        gives_up_at: wall-clock seconds of that failure, or ``None``.
+        forever: it is never marked ``FAILED`` however many failures.
+        text: the same in words (times of day in UTC).
+    """
+
+    next_attempt_at: float | None
+    remaining_failures: int | None
+    gives_up_at: float | None
+    forever: bool
+    text: str
+
+
+def _duration(seconds: float) -> str:
+    """``"8 s"``, ``"0.4 s"``, ``"2 min 5 s"``, ``"1 h 2 min"``."""
+    if seconds < 10:
+        return f"{seconds:.1f} s".replace(".0 s", " s")
+    whole = round(seconds)
+    if whole < 60:
+        return f"{whole} s"
+    if whole < 3600:
+        return f"{whole // 60} min {whole % 60} s"
+    return f"{whole // 3600} h {whole % 3600 // 60} min"
+
+
+def _clock(wall: float) -> str:
+    return datetime.fromtimestamp(wall, UTC).strftime("%H:%M:%S UTC")
+
+
+def outlook(info: ServiceInfo, config: ServiceConfig, now: float | None = None) -> Outlook:
+    """The restart schedule of *info*'s service from *now* (wall-clock seconds; default: now).
+
+    Replayed by `ServiceConfig.schedule` (the runner's own arithmetic) from the
+    service's counters: ``restart_count``, ``current_delay``, and the restarts
+    in the window (the oldest at ``window_start``, the others taken at its last
+    start: the snapshot keeps no more, so the time given is a close bound). In
+    ``BACKOFF`` the next attempt is the runner's own deadline
+    (``ServiceInfo.next_attempt``, jitter applied); the restart it begins is
+    counted as the runner counts it. Later delays are without jitter.
+    """
+    now = time.time() if now is None else now
+    if info.phase is Phase.FAILED:
+        text = "failed: not restarted until started by hand"
+        return Outlook(
+            next_attempt_at=None, remaining_failures=0, gives_up_at=None, forever=False, text=text
+        )
+    times: list[float] = []
+    if info.window_restarts and info.window_start is not None:
+        oldest = info.window_start.timestamp() - now
+        last = info.last_service_start
+        newest = max(oldest, last.timestamp() - now) if last is not None else oldest
+        times = [oldest] + [newest] * (info.window_restarts - 1)
+    waiting = info.next_attempt if info.phase is Phase.BACKOFF else None
+    if waiting is not None:  # the restart counted when the wait ends, as the runner does
+        wait = max(0.0, waiting.timestamp() - now)
+        times.append(wait)
+        start, restarts = wait, info.restart_count + 1
+        delay = next_delay(info.current_delay, config.backoff_multiplier, config.max_restart_delay)
+        head = f"next attempt in {_duration(wait)}"
+    else:
+        start, restarts, delay = 0.0, info.restart_count, info.current_delay
+        head = "no attempt pending"
+    if config.restart_policy is RestartPolicy.NEVER:
+        remaining: int | None = 1
+        failed_at: float | None = start
+        forever = False
+    else:
+        plan = config.schedule(
+            OUTLOOK_FAILURES, now=start, restarts=restarts, window_times=times, delay=delay
+        )
+        failed_at, forever = plan.failed_at, plan.forever and plan.failed_at is None
+        remaining = None if failed_at is None else len(plan.delays) + 1
+    gives_up_at = None if failed_at is None else now + failed_at
+    if remaining is not None and gives_up_at is not None:
+        noun = "failure" if remaining == 1 else "failures"
+        tail = f"gives up after {remaining} more {noun} at {_clock(gives_up_at)}"
+    elif forever:
+        tail = "restarted for ever"
+    else:
+        tail = f"not given up within {OUTLOOK_FAILURES} failures"
+    return Outlook(
+        next_attempt_at=None if waiting is None else now + start,
+        remaining_failures=remaining,
+        gives_up_at=gives_up_at,
+        forever=forever,
+        text=f"{head}; {tail}",
+    )

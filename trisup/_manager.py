@@ -11,8 +11,8 @@ from __future__ import annotations
 import logging
 import random
 import time
-from collections.abc import Callable, Iterable
-from contextlib import AbstractAsyncContextManager
+from collections.abc import AsyncGenerator, Callable, Iterable
+from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from typing import TypeVar, Unpack, final
 
 import trio
@@ -31,7 +31,9 @@ from ._events import (
     ManagerStopped,
     ManagerStopping,
     ServiceAdded,
+    ServiceEvent,
     Subscription,
+    TreeSubscription,
 )
 from ._runner import Runner
 from ._service import Service, check_service
@@ -171,6 +173,22 @@ class Manager:
         """A snapshot of one service. Raises `ServiceNotFound`."""
         return snapshot(self._get(name), trio_now())
 
+    def get_service(self, name: str) -> Service:
+        """The service registered as *name*. Raises `ServiceNotFound`.
+
+        .. versionadded:: 0.1.0
+        """
+        return self._get(name).service
+
+    def get_service_config(self, name: str) -> ServiceConfig:
+        """The effective `ServiceConfig` of a service (as repaired when added), read only.
+
+        Raises `ServiceNotFound`.
+
+        .. versionadded:: 0.1.0
+        """
+        return self._get(name).config
+
     def get_services_info(self) -> list[ServiceInfo]:
         """Snapshots of every service, in registration order."""
         now = trio_now()
@@ -197,6 +215,70 @@ class Manager:
             ValueError: *max_buffer* is not a positive int.
         """
         return self._hub.subscription(max_buffer)
+
+    @asynccontextmanager
+    async def subscribe_tree(
+        self, *, max_buffer: int = 1024
+    ) -> AsyncGenerator[TreeSubscription[Manager]]:
+        """Receive the events of this manager and of every manager nested in it.
+
+        A service that is itself a `Manager` is a *group*: its events come
+        tagged with its path (``"jobs"``, ``"jobs/sub"``; ``""`` for this
+        manager's own), and so do those of the managers nested in it, followed
+        recursively, including managers added or removed while the block runs
+        (attached the moment their ``ServiceAdded`` is emitted, detached with
+        their ``ServiceRemoved``). Bounded as `subscribe`.
+
+        Raises:
+            ValueError: *max_buffer* is not a positive int.
+
+        .. versionadded:: 0.1.0
+        """
+        if isinstance(max_buffer, bool) or not isinstance(max_buffer, int) or max_buffer < 1:
+            raise ValueError(f"max_buffer must be a positive int, not {safe_repr(max_buffer)}")
+
+        def changed(path: str, event: ServiceEvent) -> None:
+            child = _child_path(path, event.service)
+            if isinstance(event, ServiceAdded):
+                manager = tree.source(path)
+                runner = None if manager is None else manager._runners.get(event.service)
+                if runner is not None and isinstance(runner.service, Manager):
+                    runner.service._attach(tree, child)
+            elif tree.source(child) is not None:
+                tree.detach(child)
+
+        tree: TreeSubscription[Manager] = TreeSubscription(max_buffer, changed)
+        self._attach(tree, "")
+        try:
+            yield tree
+        finally:
+            tree.close()
+
+    def _attach(self, tree: TreeSubscription[Manager], path: str) -> None:
+        """Attach this manager and those nested in it to *tree*, under *path*."""
+        for p, manager in self.groups(path).items():
+            tree.attach(p, manager._hub, manager)
+
+    def groups(self, path: str = "") -> dict[str, Manager]:
+        """This manager (as *path*) and every manager nested in it, by group path.
+
+        A service that is itself a `Manager` is a group: the one registered as
+        ``jobs`` here is ``"jobs"``, one nested in it ``"jobs/sub"`` (each under
+        *path* when given). Parents come before their children.
+
+        .. versionadded:: 0.1.0
+        """
+        out: dict[str, Manager] = {}
+        todo: list[tuple[str, Manager]] = [(path, self)]
+        for p, manager in todo:  # breadth first; grows while it runs
+            if p in out:
+                continue
+            out[p] = manager
+            for name, runner in manager._runners.items():
+                service = runner.service
+                if isinstance(service, Manager) and service is not manager:
+                    todo.append((_child_path(p, name), service))
+        return out
 
     # ---------------------------------------------------------------- hooks
 
@@ -453,3 +535,8 @@ class Manager:
         ``ERROR`` (logged) for any other error. ``sys.exit(trio.run(m.run))``.
         """
         return await run_with_signals(self.name, self.serve, lambda: self._stopper.abort())
+
+
+def _child_path(path: str, name: str) -> str:
+    """The group path of the manager registered as *name* in the group at *path*."""
+    return f"{path}/{name}" if path else name

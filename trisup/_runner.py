@@ -402,6 +402,7 @@ class Runner(Requests):
         generation = self.generation
         deadline = trio.current_time() + delay
         self._wait_cut = False
+        self.backoff_deadline = deadline
         self._move(BACKOFF)
         # A short delay gets a checkpoint first: it is often over by then, and a timed
         # wait costs more. A longer one parks on the manager's timer at once (a second

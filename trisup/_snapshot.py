@@ -5,6 +5,7 @@ from __future__ import annotations
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING
 
+from ._lifecycle import BACKOFF as _BACKOFF
 from ._lifecycle import FAILED as _FAILED
 from ._service import Service
 from ._status import Metric, ServiceInfo
@@ -34,6 +35,10 @@ def _details(service: Service) -> dict[str, object]:
 def snapshot(runner: Runner, now: float | None) -> ServiceInfo:
     """*runner*'s info; *now* is the trio time, or ``None`` outside a run."""
     started = runner.run_started
+    ctx = runner.ctx
+    next_attempt = None
+    if runner.phase is _BACKOFF and ctx is not None:  # the runner's own deadline, read only
+        next_attempt = _datetime(runner.backoff_deadline + ctx.wall_offset)
     uptime = now - started if (started is not None and now is not None) else 0.0
     total = runner.total_uptime + uptime
     metric = Metric(
@@ -68,4 +73,6 @@ def snapshot(runner: Runner, now: float | None) -> ServiceInfo:
         running=started is not None,
         phase=runner.phase,
         critical=runner.config.critical,
+        depends_on=runner.depends_on,
+        next_attempt=next_attempt,
     )

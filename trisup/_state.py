@@ -83,6 +83,7 @@ class ServiceState:
         "_wait_cut",
         "accepts_task_status",
         "attempt",
+        "backoff_deadline",
         "config",
         "consec_failures",
         "created_at",
@@ -175,6 +176,7 @@ class ServiceState:
         self.attempt: int = 0
         self.ready: bool = False
         self.run_started: float | None = None  # set while an attempt is in serve
+        self.backoff_deadline: float = 0.0  # when the BACKOFF wait ends (read only in BACKOFF)
         self._wait_cut: bool = False
         self._go: trio.Event | None = None
         self._changed: trio.Event | None = None

@@ -181,6 +181,9 @@ class ServiceInfo:
     Not part of the JSON either. ``phase`` is what its instance is doing
     (`Phase`); the HTTP API adds it to the JSON. ``critical`` is the service's
     ``ServiceConfig.critical``: whether ``/readyz`` counts it (in the HTTP JSON too).
+    ``depends_on`` names its direct dependencies, as given to `Manager.add` (in the
+    HTTP JSON too). ``next_attempt`` is when its backoff wait ends (jitter
+    applied) while its phase is ``BACKOFF``, else ``None``; not part of the JSON.
     """
 
     metric: Metric
@@ -198,6 +201,8 @@ class ServiceInfo:
     running: bool = False
     phase: Phase = Phase.IDLE
     critical: bool = True
+    depends_on: tuple[str, ...] = ()
+    next_attempt: datetime | None = None
 
     @property
     def name(self) -> str:

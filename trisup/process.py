@@ -41,6 +41,7 @@ import logging
 import os
 import re
 import signal
+import time
 from collections.abc import Iterable, Mapping, Sequence
 from typing import final
 
@@ -277,6 +278,7 @@ class ProcessService:
         self._log = logging.getLogger(f"trisup.process.{name}")
         self.pid: int | None = None
         self.returncode: int | None = None
+        self.exit_time: float | None = None  # wall-clock seconds of the last exit
         self.relaunches = 0
         self._expedited = False
         self._grace: trio.CancelScope | None = None
@@ -417,6 +419,7 @@ class ProcessService:
             if not run.killed:  # something went wrong above: nothing may stay all the same
                 _signal_group(run.pid, signal.SIGKILL)
             self.returncode = process.returncode
+            self.exit_time = time.time()
             self.pid = None
 
     def _kill_after_now(self) -> float:

@@ -11,6 +11,7 @@ GET      ``P/api/services``                   every service's info, registration
 GET      ``P/api/service/{name}``             one service's info (``to_dict()`` + ``phase``)
 POST     ``P/api/service/{name}/{verb}``      ``restart``, ``stop``, ``start``, ``reset``
 GET      ``P/api/service/{name}/output``      a process's recent output (``?after=N&wait=S``)
+GET      ``P/api/service/{name}/details``     what the details panel shows, in JSON
 POST     ``P/api/services/restart``           restart every service
 POST     ``P/api/reload``                     re-read the TOML file (``trisup run`` only)
 GET      ``P/api/events``                     server-sent events (see `._sse`)
@@ -19,14 +20,22 @@ GET      ``/metrics``                         Prometheus metrics
 GET      ``/healthz``, ``/readyz``            liveness and readiness probes
 =======  ===================================  =========================================
 
-Success bodies are ``{"status": "ok", "message": ...}``, errors ``{"error": ...}``.
+The routes under ``P/api/service/{name}`` take ``?group=PATH``: the service of the
+manager nested as ``PATH`` (``jobs``, ``jobs/sub``; absent or empty: the console's
+manager). Success bodies are ``{"status": "ok", "message": ...}``, errors
+``{"error": ...}``.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import math
+import os
+import time
+import traceback
 from collections.abc import Awaitable, Callable
+from datetime import UTC, datetime
 from importlib import resources
 from typing import TypeVar, final
 from urllib.parse import unquote
@@ -41,6 +50,7 @@ from starlette.responses import RedirectResponse, Response
 from starlette.routing import Route
 from starlette.types import ASGIApp
 
+from .._config import ServiceConfig
 from .._errors import (
     ServiceNotFound,
     ServiceRunning,
@@ -48,12 +58,12 @@ from .._errors import (
     ServiceStopTimeout,
     SupervisorError,
 )
-from .._health import api_dict, counts, is_ready, not_ready
+from .._health import api_dict, counts, is_ready, not_ready, outlook, shown_phase
 from .._manager import Manager
 from .._reload import ReloadDiff, ReloadError
 from .._service import Service
-from .._status import Phase, ServiceInfo
-from ..process import ProcessService
+from .._status import Phase, RestartPolicy, ServiceInfo, rfc3339
+from ..process import ProcessService, describe_exit
 from ._json import JSONResponse, error_response, json_bytes, ok_response
 from ._openapi import VERBS, openapi_document
 from ._security import Guard
@@ -142,9 +152,10 @@ class _Handlers:
         return JSONResponse([api_dict(info) for info in self.manager.get_services_info()])
 
     async def service(self, request: Request) -> Response:
-        """``GET P/api/service/{name}`` and ``POST P/api/service/{name}/{verb}``.
+        """``GET P/api/service/{name}[/output|/details]`` and ``POST P/api/service/{name}/{verb}``.
 
         Parsed from the raw path, so a name may hold an encoded ``/`` (``%2F``).
+        ``?group=PATH`` names the group (a nested manager) the service is in.
         """
         raw: bytes = request.scope.get("raw_path") or request.scope["path"].encode()
         base = f"{self.prefix}/api/service/".encode()
@@ -155,24 +166,65 @@ class _Handlers:
         if len(parts) > 2 or not parts[0] or (len(parts) == 2 and parts[1] not in _SUB_BYTES):
             return error_response(404, "not found")
         name = unquote(parts[0].decode("latin-1"), errors="replace")
-        if len(parts) == 2 and parts[1] == b"output":
-            if request.method not in ("GET", "HEAD"):
-                return error_response(405, "method not allowed", {"Allow": "GET, HEAD"})
-            return await self._output(name, request)
-        if len(parts) == 1:
-            if request.method not in ("GET", "HEAD"):
-                return error_response(405, "method not allowed", {"Allow": "GET, HEAD"})
-            try:
-                info = self.manager.get_service_info(name)
-            except ServiceNotFound as exc:
-                return error_response(404, str(exc))
-            return JSONResponse(api_dict(info))
-        if request.method != "POST":
+        sub = parts[1].decode() if len(parts) == 2 else None
+        if sub in (None, "output", "details") and request.method not in ("GET", "HEAD"):
+            return error_response(405, "method not allowed", {"Allow": "GET, HEAD"})
+        if sub not in (None, "output", "details") and request.method != "POST":
             return error_response(405, "method not allowed", {"Allow": "POST"})
-        verb = parts[1].decode()
-        return await self._act(name, verb)
+        group = request.query_params.get("group", "")
+        manager = self.state.group(group)
+        if manager is None:
+            return error_response(404, f"group not found: {group}")
+        if sub == "output":
+            return await self._output(manager, name, request)
+        try:
+            if sub == "details":
+                return JSONResponse(self._details(manager, group, name))
+            if sub is None:
+                return JSONResponse(api_dict(manager.get_service_info(name)))
+        except ServiceNotFound as exc:
+            return error_response(404, str(exc))
+        assert sub is not None
+        return await self._act(manager, name, sub)
 
-    async def _output(self, name: str, request: Request) -> Response:
+    def _details(self, manager: Manager, group: str, name: str) -> dict[str, object]:
+        """Everything the page's details panel shows of one service (see docs/console.md)."""
+        info = manager.get_service_info(name)
+        service = manager.get_service(name)
+        config = manager.get_service_config(name)
+        now = time.time()
+        plan = outlook(info, config, now)
+        error = info.error
+        return {
+            "name": name,
+            "group": group,
+            "phase": str(info.phase),
+            "shown": shown_phase(info),
+            "status": str(info.status),
+            "critical": info.critical,
+            "depends_on": list(info.depends_on),
+            "dependents": [i.name for i in manager.get_services_info() if name in i.depends_on],
+            "process": _process_json(service) if isinstance(service, ProcessService) else None,
+            "output": _output_json(service) if isinstance(service, ProcessService) else None,
+            "config": config_json(config),
+            "schedule": {
+                "next_attempt_at": _iso(plan.next_attempt_at),
+                "next_attempt_in": (
+                    None if plan.next_attempt_at is None else max(0.0, plan.next_attempt_at - now)
+                ),
+                "remaining_failures": plan.remaining_failures,
+                "gives_up_at": _iso(plan.gives_up_at),
+                "text": plan.text,
+            },
+            "error": None if error is None else _error_json(error, info),
+            "events": [
+                {"ts": self.state.wall(e.time), "kind": e.kind, "message": e.message()}
+                for e in self.state.recent(group, name)
+            ],
+            "info": api_dict(info),
+        }
+
+    async def _output(self, manager: Manager, name: str, request: Request) -> Response:
         """A process's output lines after the first ``after`` (default: the whole ring).
 
         With ``wait=S``, waits up to ``S`` seconds (at most `MAX_WAIT`) for a line
@@ -184,7 +236,7 @@ class _Handlers:
         if after is None or after < 0 or wait is None or not 0 <= wait <= MAX_WAIT:
             text = f"after must be an integer >= 0 and wait a number of seconds 0..{MAX_WAIT:g}"
             return error_response(400, text)
-        process = self._process(name)
+        process = _process(manager, name)
         if isinstance(process, Response):
             return process
         if after > process.output_count:
@@ -221,14 +273,6 @@ class _Handlers:
             nursery.start_soon(output)
             nursery.start_soon(close)
 
-    def _process(self, name: str) -> ProcessService | Response:
-        for service in self.manager.services():
-            if service.name == name:
-                if isinstance(service, ProcessService):
-                    return service
-                return error_response(404, f"service {name} is not a process: it has no output")
-        return error_response(404, f"service not found: {name}")
-
     async def reload(self, request: Request) -> Response:
         refusal = self._stopping()
         if refusal is not None or self.reloader is None:
@@ -239,11 +283,10 @@ class _Handlers:
             return error_response(exc.status, str(exc))
         return JSONResponse({"status": "ok", "message": diff.summary(), **diff.to_dict()})
 
-    async def _act(self, name: str, verb: str) -> Response:
+    async def _act(self, manager: Manager, name: str, verb: str) -> Response:
         refusal = self._stopping()
         if refusal is not None:
             return refusal
-        manager = self.manager
         try:
             info = manager.get_service_info(name)
             if verb == "stop":
@@ -353,7 +396,61 @@ def _check(info: ServiceInfo, exclude: list[str]) -> dict[str, object]:
     }
 
 
-_SUB_BYTES = frozenset(v.encode() for v in (*VERBS, "output"))
+_SUB_BYTES = frozenset(v.encode() for v in (*VERBS, "output", "details"))
+
+
+def _process(manager: Manager, name: str) -> ProcessService | Response:
+    try:
+        service = manager.get_service(name)
+    except ServiceNotFound as exc:
+        return error_response(404, str(exc))
+    if isinstance(service, ProcessService):
+        return service
+    return error_response(404, f"service {name} is not a process: it has no output")
+
+
+def _iso(wall: float | None) -> str | None:
+    """RFC 3339 (UTC) of wall-clock seconds, or ``None``."""
+    return None if wall is None else rfc3339(datetime.fromtimestamp(wall, UTC))
+
+
+def _process_json(process: ProcessService) -> dict[str, object]:
+    code = process.returncode
+    cwd = process.cwd
+    return {
+        "pid": process.pid,
+        "argv": list(process.argv),
+        "cwd": None if cwd is None else os.fspath(cwd),
+        "returncode": code,
+        "last_exit": None if code is None else describe_exit(code),
+        "last_exit_time": _iso(process.exit_time),
+        "relaunches": process.relaunches,
+    }
+
+
+def _output_json(process: ProcessService) -> dict[str, object]:
+    count, lines = process.output_since(0)
+    return {"count": count, "lines": [{"stream": st, "line": line} for st, line in lines]}
+
+
+def _error_json(error: BaseException, info: ServiceInfo) -> dict[str, object]:
+    """The last error: its type, message, time and traceback (formatted now, on request)."""
+    moment = info.metric.last_error_time
+    return {
+        "type": type(error).__name__,
+        "message": info.metric.last_error,
+        "time": None if moment is None else rfc3339(moment),
+        "traceback": "".join(traceback.format_exception(error)),
+    }
+
+
+def config_json(config: ServiceConfig) -> dict[str, object]:
+    """*config* as JSON: the policy by name (``"on_failure"``), seconds as numbers."""
+    out: dict[str, object] = {}
+    for f in dataclasses.fields(config):
+        value: object = getattr(config, f.name)
+        out[f.name] = value.name.lower() if isinstance(value, RestartPolicy) else value
+    return out
 
 
 _N = TypeVar("_N", int, float)
@@ -419,7 +516,7 @@ def build_app(
         Route(f"{prefix}/api/service/{{rest:path}}", h.service, methods=["GET", "POST"]),
         Route(
             f"{prefix}/api/events",
-            EventStream(state, token_required=token is not None),
+            EventStream(state, token_required=token is not None, console=console),
             methods=get,
         ),
         Route(f"{prefix}/api/openapi.json", h.openapi_json, methods=get),

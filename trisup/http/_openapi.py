@@ -57,6 +57,11 @@ _INFO_PROPERTIES: dict[str, object] = {
         "description": "Whether /readyz counts the service (ServiceConfig.critical; trisup's "
         "addition).",
     },
+    "depends_on": {
+        "type": "array",
+        "items": {"type": "string"},
+        "description": "Its direct dependencies, as given to Manager.add (trisup's addition).",
+    },
     "pid": {
         "type": ["integer", "null"],
         "description": "A process's child, if it has one now (trisup's addition; only for "
@@ -73,8 +78,125 @@ _SERVICE_INFO: dict[str, object] = {
 }
 
 _NAMES = {"type": "array", "items": {"type": "string"}}
+_LINES = {
+    "type": "array",
+    "items": {
+        "type": "object",
+        "additionalProperties": False,
+        "required": ["stream", "line"],
+        "properties": {
+            "stream": {"type": "string", "enum": ["stdout", "stderr"]},
+            "line": {"type": "string"},
+        },
+    },
+}
+_WHEN = {"type": ["string", "null"], "format": "date-time", "description": "RFC 3339 UTC"}
+_SECONDS = {"type": ["number", "null"], "minimum": 0, "description": "seconds"}
+
+
+def _object(properties: dict[str, object], description: str = "") -> dict[str, object]:
+    """An object schema with exactly *properties*, each required."""
+    schema: dict[str, object] = {
+        "type": "object",
+        "additionalProperties": False,
+        "required": list(properties),
+        "properties": properties,
+    }
+    if description:
+        schema["description"] = description
+    return schema
+
+
+_NULLABLE_OBJECT = ["object", "null"]
+_DETAILS = _object(
+    {
+        "name": {"type": "string"},
+        "group": {"type": "string", "description": 'its group ("" for the top manager)'},
+        "phase": {"type": "string", "enum": [str(p) for p in Phase]},
+        "shown": {"type": "string", "description": 'its shown phase ("stopped" while held)'},
+        "status": {"type": "string", "enum": [str(s) for s in ServiceStatus]},
+        "critical": {"type": "boolean"},
+        "depends_on": _NAMES,
+        "dependents": {**_NAMES, "description": "its direct dependents in the same group"},
+        "process": {
+            **_object(
+                {
+                    "pid": {"type": ["integer", "null"]},
+                    "argv": _NAMES,
+                    "cwd": {"type": ["string", "null"]},
+                    "returncode": {"type": ["integer", "null"]},
+                    "last_exit": {
+                        "type": ["string", "null"],
+                        "description": '"exited with code 1", "killed by SIGTERM"',
+                    },
+                    "last_exit_time": _WHEN,
+                    "relaunches": _COUNT,
+                },
+                "A process's child: null for other services.",
+            ),
+            "type": _NULLABLE_OBJECT,
+        },
+        "output": {
+            **_object(
+                {"count": _COUNT, "lines": _LINES},
+                "A process's output ring (poll output?after=count for more); null for "
+                "other services.",
+            ),
+            "type": _NULLABLE_OBJECT,
+        },
+        "config": {
+            "type": "object",
+            "description": "Its effective ServiceConfig: restart_policy by name (always, "
+            "on_failure, never), durations in seconds, null where unset.",
+        },
+        "schedule": _object(
+            {
+                "next_attempt_at": {**_WHEN, "description": "while it waits out a backoff"},
+                "next_attempt_in": _SECONDS,
+                "remaining_failures": {
+                    "type": ["integer", "null"],
+                    "minimum": 0,
+                    "description": "the failure that marks it failed (1: the next one); "
+                    "0: failed already; null: restarted for ever",
+                },
+                "gives_up_at": {
+                    **_WHEN,
+                    "description": "when, if every attempt fails at once (jitter aside)",
+                },
+                "text": {"type": "string"},
+            },
+            "Its restart schedule from now.",
+        ),
+        "error": {
+            **_object(
+                {
+                    "type": {"type": "string", "description": "the exception's class name"},
+                    "message": {"type": "string"},
+                    "time": _WHEN,
+                    "traceback": {"type": "string"},
+                },
+                "Its last error; null if none.",
+            ),
+            "type": _NULLABLE_OBJECT,
+        },
+        "events": {
+            "type": "array",
+            "description": "Its recent events (at most 50), oldest first.",
+            "items": _object(
+                {
+                    "ts": {"type": "number", "description": "wall-clock seconds"},
+                    "kind": {"type": "string"},
+                    "message": {"type": "string"},
+                }
+            ),
+        },
+        "info": {"$ref": "#/components/schemas/ServiceInfo"},
+    },
+    "Everything the details panel shows of one service.",
+)
 _SCHEMAS: dict[str, object] = {
     "ServiceInfo": _SERVICE_INFO,
+    "Details": _DETAILS,
     "Output": {
         "type": "object",
         "description": "A process's output lines after the first `after` (those still in its "
@@ -85,18 +207,7 @@ _SCHEMAS: dict[str, object] = {
             "name": {"type": "string"},
             "pid": {"type": ["integer", "null"], "description": "the current child, if any"},
             "count": {**_COUNT, "description": "lines received in all: the next `after`"},
-            "lines": {
-                "type": "array",
-                "items": {
-                    "type": "object",
-                    "additionalProperties": False,
-                    "required": ["stream", "line"],
-                    "properties": {
-                        "stream": {"type": "string", "enum": ["stdout", "stderr"]},
-                        "line": {"type": "string"},
-                    },
-                },
-            },
+            "lines": _LINES,
         },
     },
     "Reload": {
@@ -223,6 +334,14 @@ def openapi_document(
         "description": "The service's name, percent-encoded (a / in it as %2F).",
         "schema": {"type": "string"},
     }
+    group_param = {
+        "name": "group",
+        "in": "query",
+        "required": False,
+        "description": "The group the service is in: the path of a nested manager (jobs, "
+        "jobs/sub); absent or empty: the console's manager. Unknown: 404.",
+        "schema": {"type": "string"},
+    }
     api = f"{prefix}/api"
 
     def get(summary: str, responses: dict[str, object], **extra: object) -> dict[str, Any]:
@@ -262,7 +381,13 @@ def openapi_document(
         f"{api}/service/{{name}}": get(
             "One service's info.",
             {"200": _json("ServiceInfo", "The service."), **_errors(404)},
-            parameters=[name_param],
+            parameters=[name_param, group_param],
+        ),
+        f"{api}/service/{{name}}/details": get(
+            "Everything the details panel shows: process, output, configuration, restart "
+            "schedule, last error with its traceback, recent events.",
+            {"200": _json("Details", "The details."), **_errors(404)},
+            parameters=[name_param, group_param],
         ),
         f"{api}/service/{{name}}/output": get(
             "A process's recent output, then (with wait) the next lines as a long poll.",
@@ -272,6 +397,7 @@ def openapi_document(
             },
             parameters=[
                 name_param,
+                group_param,
                 {
                     "name": "after",
                     "in": "query",
@@ -300,7 +426,8 @@ def openapi_document(
         },
         f"{api}/events": {
             "get": {
-                "summary": "The manager's events as server-sent events (snapshot first).",
+                "summary": "The events of the manager and of every manager nested in it "
+                "(groups), as server-sent events (snapshot first).",
                 "responses": {
                     "200": {
                         "description": "An endless event stream.",
@@ -371,7 +498,7 @@ def openapi_document(
         paths[f"{api}/service/{{name}}/{verb}"] = {
             "post": {
                 "summary": f"{verb.capitalize()} one service.",
-                "parameters": [name_param, token_param],
+                "parameters": [name_param, group_param, token_param],
                 "responses": {"200": _json("Ok", "Done."), **_errors(*post_errors, *extra)},
             }
         }

@@ -1,14 +1,22 @@
 """``GET /api/events``: the manager's events as a server-sent-events stream.
 
-Each stream subscribes to the manager itself (``manager.subscribe()``), so a slow
-client loses only its own oldest events, never slows the manager. It sends:
+Each stream subscribes to the whole tree itself (``manager.subscribe_tree()``: the
+manager and every manager nested in it, a *group*, followed as they come and go),
+so a slow client loses only its own oldest events, never slows the manager. A
+service is keyed by ``(group, name)``: its group is ``""`` for the manager's own
+services, ``"jobs"`` for those of the manager registered as service ``jobs``,
+``"jobs/sub"`` deeper. It sends:
 
 - ``snapshot``: first, and again whenever the client fell behind: the manager's
-  name and state, every service's info (the API's JSON, with its ``phase``), shown
-  phase and recent timeline, the server's clock and whether POSTs need a token;
+  name and state, the server's clock, whether POSTs need a token, ``self`` (the
+  console serving the stream, ``{"group", "name"}``, or ``null``), and every
+  service of every group: its info (the API's JSON) plus ``group``, ``shown``
+  (its shown phase) and ``timeline`` (``[[ts, shown], ...]``);
 - one unnamed message per event, whose data is the event's fields plus ``kind``
   (``phase``, ``status``, ``exited``, ``backing_off``, ...), ``ts`` (wall-clock
-  seconds), ``message``, and for a service event its shown ``phase`` just after
+  seconds), ``message``, ``group`` (whose manager emitted it: a manager event of
+  group ``""`` is the console's manager's own), and for a service event its
+  shown ``phase`` just after
   the event (``"stopped"`` while held, else its `Phase`; ``"removed"`` once
   removed) and its current ``info`` (``null`` once removed);
 - a ``ping`` comment every `HEARTBEAT` seconds of silence.
@@ -19,16 +27,20 @@ the client goes away or the console shuts down.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import final
 
 import trio
 from starlette.types import Receive, Scope, Send
 
 from .. import events as ev
+from .._events import TreeSubscription
 from .._health import api_dict
+from .._manager import Manager
+from .._service import Service
 from .._status import ServiceInfo
 from ._json import error_response, json_bytes
-from ._state import HISTORY, ConsoleState, ShownPhases
+from ._state import HISTORY, ConsoleState, Key, ShownPhases
 
 __all__ = ["HEARTBEAT", "MAX_STREAMS", "EventStream", "snapshot"]
 
@@ -41,21 +53,37 @@ MAX_BATCH = 256
 
 
 def snapshot(
-    state: ConsoleState, infos: list[ServiceInfo], fold: ShownPhases, token_required: bool
+    state: ConsoleState,
+    groups: Mapping[str, Manager],
+    fold: ShownPhases,
+    token_required: bool,
+    console: Service | None = None,
 ) -> object:
-    """The data of a ``snapshot`` message; seeds *fold* with the services' phases."""
+    """The data of a ``snapshot`` message; seeds *fold* with the services' phases.
+
+    *groups* is the tree's managers by group path (`Manager.groups`); *console*
+    the console serving the stream, named in ``self`` when it is in the tree.
+    """
     timelines = state.timelines()
-    phases = {info.name: fold.seed(info) for info in infos}
+    services: list[dict[str, object]] = []
+    me: dict[str, str] | None = None
+    for path, manager in groups.items():
+        for info in manager.get_services_info():
+            data = api_dict(info)
+            data["group"] = path
+            data["shown"] = fold.seed(info, path)
+            data["timeline"] = [[ts, p] for ts, p in timelines.get((path, info.name), ())]
+            services.append(data)
+        mine = console is not None and me is None and manager.has(console.name)
+        if console is not None and mine and manager.get_service(console.name) is console:
+            me = {"group": path, "name": console.name}
     return {
         "manager": {"name": state.manager.name, "state": state.current_state()},
         "now": state.wall(),
         "history": HISTORY,
         "token_required": token_required,
-        "services": [api_dict(info) for info in infos],
-        "phases": phases,
-        "timelines": {
-            info.name: [[ts, p] for ts, p in timelines.get(info.name, [])] for info in infos
-        },
+        "self": me,
+        "services": services,
     }
 
 
@@ -68,21 +96,26 @@ def _plain(value: object) -> object:
 def event_data(
     state: ConsoleState,
     fold: ShownPhases,
+    path: str,
     event: ev.Event,
-    infos: dict[str, ServiceInfo | None],
+    tree: TreeSubscription[Manager],
+    infos: dict[Key, ServiceInfo | None],
 ) -> dict[str, object]:
-    """The data of one event's message; *infos* caches snapshots within a batch."""
+    """The data of one event of group *path*; *infos* caches snapshots within a batch."""
     data = {key: _plain(value) for key, value in event.extra().items()}
     data["kind"] = data.pop("event")
     data["ts"] = state.wall(event.time)
     data["message"] = event.message()
+    data["group"] = path
     if isinstance(event, ev.ServiceEvent):
         name = event.service
-        if name not in infos:
-            manager = state.manager
-            infos[name] = manager.get_service_info(name) if manager.has(name) else None
-        info = infos[name]
-        data["phase"] = fold.apply(event, info)
+        key = (path, name)
+        if key not in infos:
+            manager = tree.source(path)
+            has = manager is not None and manager.has(name)
+            infos[key] = manager.get_service_info(name) if manager is not None and has else None
+        info = infos[key]
+        data["phase"] = fold.apply(event, info, path)
         data["info"] = api_dict(info) if info is not None else None
     return data
 
@@ -97,11 +130,14 @@ def message(name: str | None, data: object) -> bytes:
 class EventStream:
     """The ASGI app of ``GET /api/events``."""
 
-    __slots__ = ("_state", "_token_required")
+    __slots__ = ("_console", "_state", "_token_required")
 
-    def __init__(self, state: ConsoleState, *, token_required: bool) -> None:
+    def __init__(
+        self, state: ConsoleState, *, token_required: bool, console: Service | None = None
+    ) -> None:
         self._state = state
         self._token_required = token_required
+        self._console = console
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         state = self._state
@@ -130,24 +166,26 @@ class EventStream:
         if scope["method"] == "HEAD":
             await send({"type": "http.response.body", "body": b"", "more_body": False})
             return
-        async with state.manager.subscribe(max_buffer=1024) as events, trio.open_nursery() as n:
+        tree = state.manager.subscribe_tree(max_buffer=1024)
+        async with tree as events, trio.open_nursery() as n:
             n.start_soon(self._until_disconnect, receive, n.cancel_scope)
             n.start_soon(self._until_closing, n.cancel_scope)
             await self._pump(events, send)
         with trio.move_on_after(1, shield=True):
             await send({"type": "http.response.body", "body": b"", "more_body": False})
 
-    async def _pump(self, events: ev.Subscription, send: Send) -> None:
+    def _snapshot(self, events: TreeSubscription[Manager], fold: ShownPhases) -> bytes:
+        data = snapshot(self._state, events.sources(), fold, self._token_required, self._console)
+        return message("snapshot", data)
+
+    async def _pump(self, events: TreeSubscription[Manager], send: Send) -> None:
         state = self._state
         fold = ShownPhases()
-        infos = state.manager.get_services_info()
-        head = b"retry: 2000\n\n" + message(
-            "snapshot", snapshot(state, infos, fold, self._token_required)
-        )
+        head = b"retry: 2000\n\n" + self._snapshot(events, fold)
         await send({"type": "http.response.body", "body": head, "more_body": True})
         lost = 0
         while True:
-            first: ev.Event | None = None
+            first: tuple[str, ev.Event] | None = None
             with trio.move_on_after(HEARTBEAT):
                 first = await events.receive()
             if first is None:
@@ -159,12 +197,12 @@ class EventStream:
             if events.lost != lost:  # fell behind: start again from a snapshot
                 lost = events.lost
                 fold = ShownPhases()
-                infos = state.manager.get_services_info()
-                body = message("snapshot", snapshot(state, infos, fold, self._token_required))
+                body = self._snapshot(events, fold)
             else:
-                cache: dict[str, ServiceInfo | None] = {}
+                cache: dict[Key, ServiceInfo | None] = {}
                 body = b"".join(
-                    message(None, event_data(state, fold, event, cache)) for event in batch
+                    message(None, event_data(state, fold, path, event, events, cache))
+                    for path, event in batch
                 )
             await send({"type": "http.response.body", "body": body, "more_body": True})
 
