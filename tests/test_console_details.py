@@ -101,6 +101,8 @@ class Seen:
     emptied: bool = False
     while_down: list[str] = field(default_factory=list[str])
     resumed: bool = False
+    row_pid: str = ""
+    after_row_close: list[str] = field(default_factory=list[str])
 
 
 def _browse(url: str, drive: Callable[[Page, Seen, list[str]], None]) -> Seen:
@@ -245,10 +247,25 @@ def _close_and_disconnect(page: Page, seen: Seen, requested: list[str]) -> None:
     page.wait_for_timeout(2500)
     seen.after_close = panel_requests()[before:]
     seen.emptied = page.evaluate('document.getElementById("test-panel").childElementCount === 0')
+    # the page's own Details button opens the same panel under the row, and closes it
+    button = page.locator('#rows tr[data-service="crasher"] button[data-action="details"]')
+    button.click()
+    row_panel = page.locator("#rows tr.details .tsd-panel")
+    expect(row_panel.locator(".tsd-name")).to_have_text("crasher")
+    expect(row_panel.locator(".tsd-pid dd")).to_have_text(re.compile(r"^\d+$"), timeout=10_000)
+    seen.row_pid = row_panel.locator(".tsd-pid dd").inner_text()
+    button.click()
+    expect(row_panel).to_have_count(0)
+    before = len(panel_requests())
+    page.wait_for_timeout(2500)
+    seen.after_row_close = panel_requests()[before:]
 
 
 async def test_close_and_disconnected_stop_the_polling() -> None:
-    """While disconnected() is true the panel is greyed and idle; after close() it asks nothing."""
+    """While disconnected() is true the panel is greyed and idle; after close() it asks nothing.
+
+    The page's Details button opens the panel under the row and closes it the same way.
+    """
     _require_browser()
     m, console = _manager()
     with trio.fail_after(90):
@@ -262,3 +279,5 @@ async def test_close_and_disconnected_stop_the_polling() -> None:
     assert seen.resumed
     assert seen.after_close == []
     assert seen.emptied
+    assert seen.row_pid
+    assert seen.after_row_close == []

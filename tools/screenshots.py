@@ -38,10 +38,10 @@ FLAGS = ["--headless", "--no-sandbox", "--disable-gpu", "--no-first-run", "--dis
 VIEWPORT: ViewportSize = {"width": 1280, "height": 800}
 SETTLE_MS = 4000  # lets the timeline strips show a few restarts
 DB_CRASH = (
-    "echo 'database system is starting up'; "
-    "echo 'FATAL:  could not open file \"/etc/shop/db.conf\": No such file or directory' >&2; "
-    "echo 'HINT:  see the documentation for how to start the server.' >&2; "
-    "sleep 1; exit 1"
+    "echo database system is starting up; "
+    "echo FATAL: could not open file /etc/shop/db.conf: No such file or directory >&2; "
+    "echo HINT: see the documentation for how to start the server. >&2; "
+    "sleep 2; exit 1"
 )
 
 
@@ -141,7 +141,9 @@ def _shoot_eight(page: Page, url: str, out: Path) -> list[Path]:
         print("the page does not open ?detail=NAME: no details screenshot", file=sys.stderr)
         return shots
     expect(panel.locator(".tsd-exit")).to_be_visible(timeout=10_000)
-    page.wait_for_timeout(1500)
+    # a run under way, after a failed one
+    expect(panel.locator(".tsd-pid")).to_be_visible(timeout=10_000)
+    page.wait_for_timeout(300)
     shots.append(out / "console-details.png")
     panel.screenshot(path=str(shots[1]))
     return shots

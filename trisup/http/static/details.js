@@ -75,12 +75,13 @@
     return `at ${clock(time)}, ${duration(Math.floor(ago))} ago`;
   }
 
-  // argv as a shell would read it: words with special characters in single quotes
+  // argv as a shell would read it: plain words bare, the others quoted
   function shellJoin(argv) {
     return argv
       .map((word) => {
         const text = String(word);
         if (text && /^[\w@%+=:,./-]+$/.test(text)) return text;
+        if (text.includes("'") && !/["\\$`!]/.test(text)) return `"${text}"`;
         return `'${text.replace(/'/g, "'\\''")}'`;
       })
       .join(" ");
