@@ -139,3 +139,43 @@ def test_preview_decides_give_up_or_for_ever(
     # Growth stops within a few restarts here, so every preview is decided by then.
     assert long.forever or long.failed_at is not None
     assert long.forever == (long.failed_at is None)
+
+
+@given(
+    restart_delay=_EXACT_DELAYS,
+    multiplier=st.sampled_from([1.0, 2.0]),
+    max_restarts=st.sampled_from([0, 3, 8]),
+    window=st.integers(min_value=1, max_value=40).map(float),
+    in_window=st.integers(min_value=0, max_value=6),
+    done=st.integers(min_value=0, max_value=10),
+)
+def test_preview_from_a_state_continues_the_fresh_one(
+    restart_delay: float,
+    multiplier: float,
+    max_restarts: int,
+    window: float,
+    in_window: int,
+    done: int,
+) -> None:
+    """A preview started from the state after *done* restarts is the rest of the fresh one."""
+    rules = {
+        "restart_delay": restart_delay,
+        "max_restart_delay": 64.0,
+        "backoff_multiplier": multiplier,
+        "max_restarts": max_restarts,
+        "restart_window": window,
+        "max_restarts_in_window": in_window,
+        "jitter": 0.0,
+    }
+    fresh = preview(failures=12, **rules)  # type: ignore[arg-type]  # the values above
+    done = min(done, len(fresh.delays))
+    later = preview(
+        failures=12 - done,
+        now=fresh.starts[done],
+        restarts=done,
+        window_times=[t for t in fresh.starts[1 : done + 1] if t > fresh.starts[done] - window],
+        delay=min(restart_delay * multiplier**done, 64.0),
+        **rules,  # type: ignore[arg-type]  # the values above
+    )
+    assert later.starts == fresh.starts[done:]
+    assert (later.failed_at, later.reason) == (fresh.failed_at, fresh.reason)

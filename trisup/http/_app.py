@@ -32,7 +32,6 @@ import dataclasses
 import logging
 import math
 import os
-import time
 import traceback
 from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime
@@ -192,7 +191,7 @@ class _Handlers:
         info = manager.get_service_info(name)
         service = manager.get_service(name)
         config = manager.get_service_config(name)
-        now = time.time()
+        now = self.state.wall()  # the manager's clock, as its snapshots' times
         plan = outlook(info, config, now)
         error = info.error
         return {
