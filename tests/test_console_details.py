@@ -41,24 +41,27 @@ def _manager() -> tuple[trisup.Manager, ConsoleService]:
     m = trisup.Manager("shop")
     m.add(
         ProcessService("crasher", CRASHER),
-        restart_delay=0.5,
+        restart_delay=1.5,  # the last exit is shown while it backs off
         backoff_multiplier=1,
         max_restarts_in_window=0,
     )
     m.add(trisup.new_service("creds", _read_credentials), max_restarts=1, restart_delay=0.25)
     m.add(trisup.new_service(ODD, trio.sleep_forever))
+    jobs = trisup.Manager("jobs")
+    jobs.add(trisup.new_service("nightly", trio.sleep_forever))
+    m.add(jobs)
     console = ConsoleService(m, bind="127.0.0.1:0")
     m.add(console)
     return m, console
 
 
-def _open(page: Page, name: str, width: int = 900) -> None:
+def _open(page: Page, name: str, group: str = "", width: int = 900) -> None:
     """Add a container *width* px wide to the page and open the panel of *name* in it."""
     if not page.evaluate("'TrisupDetails' in window"):
         page.add_script_tag(url="static/details.js")
         page.add_style_tag(url="static/details.css")
     page.evaluate(
-        """([name, width]) => {
+        """([group, name, width]) => {
             let box = document.getElementById("test-panel");
             if (!box) {
                 box = document.createElement("div");
@@ -67,10 +70,10 @@ def _open(page: Page, name: str, width: int = 900) -> None:
             }
             box.style.width = width + "px";
             if (window.panel) window.panel.close();
-            window.panel = window.TrisupDetails.open(box, {group: "", name},
+            window.panel = window.TrisupDetails.open(box, {group, name},
                 {disconnected: () => window.down === true});
         }""",
-        [name, width],
+        [group, name, width],
     )
 
 
@@ -96,6 +99,8 @@ class Seen:
     fnf_traceback: str = ""
     raw: str = ""
     odd_title: str = ""
+    nested: list[str] = field(default_factory=list[str])
+    quiet: list[bool] = field(default_factory=list[bool])
     markup: int = -1
     after_close: list[str] = field(default_factory=list[str])
     emptied: bool = False
@@ -186,6 +191,16 @@ def _crasher_and_creds(page: Page, seen: Seen, requested: list[str]) -> None:
     seen.odd_title = panel.locator(".tsd-name").inner_text()
     seen.markup = page.locator("#test-panel b").count()
 
+    _open(page, "nightly", group="jobs")
+    expect(panel.locator(".tsd-name")).to_have_text("nightly")
+    expect(panel.locator(".tsd-status")).to_have_text("running")
+    seen.nested = [panel.locator(".tsd-group").inner_text(), *panel.locator("dt").all_inner_texts()]
+    seen.quiet = [
+        panel.locator(".tsd-error").is_hidden(),
+        panel.locator(".tsd-output").is_hidden(),
+        "null" not in panel.inner_text(),  # the raw JSON is folded
+    ]
+
 
 async def test_details_of_a_crashing_process_and_a_missing_file() -> None:
     """The panel shows a crashing child's pid, exit, live output, schedule and error in words."""
@@ -207,7 +222,7 @@ async def test_details_of_a_crashing_process_and_a_missing_file() -> None:
     assert seen.stderr and all(line == "stderr\noops" for line in seen.stderr), seen.stderr
     assert seen.stdout and all(line.startswith("starting pid ") for line in seen.stdout)
     assert seen.command == "sh -c 'echo starting pid $$; echo oops >&2; sleep 1.5; exit 1'"
-    assert seen.config["restart delay"] == "500 ms"
+    assert seen.config["restart delay"] == "1.5 s"
     assert seen.config["stop timeout"] == "10 s"
     assert seen.overflow == [0, 0, 0]
     assert seen.fnf_error.startswith("FileNotFoundError: "), seen.fnf_error
@@ -217,6 +232,8 @@ async def test_details_of_a_crashing_process_and_a_missing_file() -> None:
     assert '"name": "creds"' in seen.raw
     assert seen.odd_title == ODD
     assert seen.markup == 0
+    assert seen.nested == ["in jobs", "restarts"]  # quiet: no error, output or process facts
+    assert seen.quiet == [True, True, True]
 
 
 def _close_and_disconnect(page: Page, seen: Seen, requested: list[str]) -> None:
