@@ -107,6 +107,7 @@ class Seen:
     while_down: list[str] = field(default_factory=list[str])
     resumed: bool = False
     row_pid: str = ""
+    row_overflow: int = -1
     after_row_close: list[str] = field(default_factory=list[str])
 
 
@@ -271,6 +272,11 @@ def _close_and_disconnect(page: Page, seen: Seen, requested: list[str]) -> None:
     expect(row_panel.locator(".tsd-name")).to_have_text("crasher")
     expect(row_panel.locator(".tsd-pid dd")).to_have_text(re.compile(r"^\d+$"), timeout=10_000)
     seen.row_pid = row_panel.locator(".tsd-pid dd").inner_text()
+    page.set_viewport_size({"width": 900, "height": 800})
+    page.wait_for_timeout(300)
+    seen.row_overflow = page.evaluate(
+        "() => document.documentElement.scrollWidth - document.documentElement.clientWidth"
+    )
     button.click()
     expect(row_panel).to_have_count(0)
     before = len(panel_requests())
@@ -297,4 +303,5 @@ async def test_close_and_disconnected_stop_the_polling() -> None:
     assert seen.after_close == []
     assert seen.emptied
     assert seen.row_pid
+    assert seen.row_overflow == 0  # the page 900 px wide, with the panel open
     assert seen.after_row_close == []
