@@ -252,7 +252,7 @@
       eventList.replaceChildren(
         ...list.map((event) => {
           const item = el("li", `tsd-event tsd-event-${event.kind || ""}`);
-          item.append(el("time", "tsd-time", clock(event.ts)), el("span", "tsd-kind", event.kind), el("span", "tsd-message", event.message));
+          item.append(el("time", "tsd-time", clock(event.ts)), el("span", "tsd-kind", String(event.kind || "").replace(/_/g, " ")), el("span", "tsd-message", event.message));
           return item;
         }),
       );
