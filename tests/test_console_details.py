@@ -10,6 +10,7 @@ from __future__ import annotations
 import re
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from functools import partial
 from typing import TYPE_CHECKING
 
 import trio
@@ -305,3 +306,39 @@ async def test_close_and_disconnected_stop_the_polling() -> None:
     assert seen.row_pid
     assert seen.row_overflow == 0  # the page 900 px wide, with the panel open
     assert seen.after_row_close == []
+
+
+def _console_goes_away(stop_console: Callable[[], None]) -> Callable[[Page, Seen, list[str]], None]:
+    def drive(page: Page, seen: Seen, requested: list[str]) -> None:
+        from playwright.sync_api import expect
+
+        page.locator('#rows tr[data-service="crasher"] button[data-action="details"]').click()
+        panel = page.locator("#rows tr.details .tsd-panel")
+        expect(panel.locator(".tsd-line").first).to_be_visible(timeout=10_000)
+        stop_console()
+        expect(panel).to_have_class(re.compile(r"\btsd-disconnected\b"), timeout=10_000)
+        page.wait_for_timeout(300)
+        before = len(requested)
+        page.wait_for_timeout(2500)
+        seen.while_down = [u for u in requested[before:] if "/api/service/" in u]
+        seen.resumed = panel.is_visible()
+
+    return drive
+
+
+async def test_the_panel_greys_out_when_the_console_stops() -> None:
+    """With the console's server stopped under the page, the open panel is greyed and idle."""
+    _require_browser()
+    m, console = _manager()
+    token = trio.lowlevel.current_trio_token()
+    stop = partial(trio.from_thread.run, partial(m.stop_service, "console"), trio_token=token)
+    with trio.fail_after(90):
+        async with trio.open_nursery() as nursery:
+            await nursery.start(m.serve)
+            assert console.url is not None
+            seen = await trio.to_thread.run_sync(_browse, console.url, _console_goes_away(stop))
+            nursery.cancel_scope.cancel()
+    # the browser reports the refused connections themselves, nothing else
+    assert [p for p in seen.problems if "net::ERR_" not in p] == []
+    assert seen.while_down == []
+    assert seen.resumed  # still shown, greyed, with what it last knew
