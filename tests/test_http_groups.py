@@ -276,3 +276,11 @@ async def test_group_routes(autojump_clock: trio.testing.MockClock) -> None:
         assert not_a_process.json() == {"error": "service a is not a process: it has no output"}
         wrong = await client.get(f"{API}/service/a/stop?group=jobs")
         assert wrong.status_code == 405
+
+
+def test_groups_lists_a_manager_once() -> None:
+    """Manager.groups walks the tree breadth first and lists a manager nested in itself once."""
+    m, jobs = _tree()
+    jobs.add(m)  # a cycle: never served, but it must not make the walk endless
+    assert m.groups() == {"": m, "jobs": jobs, "jobs/sub": m.groups()["jobs/sub"]}
+    assert list(jobs.groups("x")) == ["x", "x/sub", "x/app"]

@@ -117,3 +117,36 @@ async def test_timelines_follow_the_phases(autojump_clock: trio.testing.MockCloc
         assert list(state.timelines()) == [("", "flappy"), ("", "manual")]
         assert state.current_state() == "serving"
         nursery.cancel_scope.cancel()
+
+
+async def test_the_state_follows_groups(autojump_clock: trio.testing.MockClock) -> None:
+    """Timelines and recent events are kept by (group, name); a removed group is forgotten."""
+    m = trisup.Manager("app")
+    jobs = trisup.Manager("jobs")
+    jobs.add(trisup.new_service("flappy", _fail_after, 0.5), restart_delay=1)
+    m.add(jobs)
+    state = ConsoleState(m)
+    async with trio.open_nursery() as nursery:
+        await nursery.start(state.track)
+        await nursery.start(m.serve)
+        await trio.sleep(1)  # flappy failed at 0.5, waits until 1.5
+        assert list(state.timelines()) == [("", "jobs"), ("jobs", "flappy")]
+        base = state.wall(0)
+        assert [(t - base, p) for t, p in state.timelines()[("jobs", "flappy")]] == [
+            (0, "idle"),
+            (0, "starting"),
+            (0, "running"),
+            (0.5, "backoff"),
+        ]
+        recent = state.recent("jobs", "flappy")
+        assert [e.kind for e in recent if e.kind in ("exited", "backing_off")] == [
+            "exited",
+            "backing_off",
+        ]
+        assert state.recent("", "flappy") == []
+        assert state.group("jobs") is jobs and state.group("nope") is None
+        await m.delete("jobs")
+        assert list(state.timelines()) == []
+        assert state.recent("jobs", "flappy") == []
+        assert state.group("jobs") is None
+        nursery.cancel_scope.cancel()

@@ -386,6 +386,8 @@ class TreeSubscription(Generic[M]):
 
     Attributes:
         lost: how many events were dropped because the buffer was full.
+
+    .. versionadded:: 0.1.0
     """
 
     __slots__ = ("_buffer", "_changed", "_closed", "_taps", "_waiter", "lost")
@@ -432,7 +434,7 @@ class TreeSubscription(Generic[M]):
             self._waiter = None
 
     def _push(self, path: str, event: Event) -> None:
-        if isinstance(event, ServiceAdded | ServiceRemoved):
+        if isinstance(event, (ServiceAdded, ServiceRemoved)):
             self._changed(path, event)
         if len(self._buffer) == self._buffer.maxlen:
             self.lost += 1

@@ -21,6 +21,7 @@ from datetime import UTC, datetime
 
 from ._backoff import next_delay
 from ._config import ServiceConfig
+from ._lifecycle import LIVE
 from ._status import Phase, RestartPolicy, ServiceInfo
 
 __all__ = [
@@ -131,7 +132,8 @@ class Outlook:
         remaining_failures: the failure that marks it ``FAILED`` (1: the next
             one), 0 if it is failed already, ``None`` if it is restarted for
             ever (or not within `OUTLOOK_FAILURES`: see *forever*).
-        gives_up_at: wall-clock seconds of that failure, or ``None``.
+        gives_up_at: wall-clock seconds of that failure, or ``None`` (also while
+            the service does not run: when it starts is not known).
         forever: it is never marked ``FAILED`` however many failures.
         text: the same in words (times of day in UTC).
     """
@@ -168,7 +170,9 @@ def outlook(info: ServiceInfo, config: ServiceConfig, now: float | None = None) 
     start: the snapshot keeps no more, so the time given is a close bound). In
     ``BACKOFF`` the next attempt is the runner's own deadline
     (``ServiceInfo.next_attempt``, jitter applied); the restart it begins is
-    counted as the runner counts it. Later delays are without jitter.
+    counted as the runner counts it. Later delays are without jitter. A service
+    that does not run (held, idle, completed) is previewed as a start would
+    leave it (counters cleared), with no time to give up at.
     """
     now = time.time() if now is None else now
     if info.phase is Phase.FAILED:
@@ -176,22 +180,26 @@ def outlook(info: ServiceInfo, config: ServiceConfig, now: float | None = None) 
         return Outlook(
             next_attempt_at=None, remaining_failures=0, gives_up_at=None, forever=False, text=text
         )
+    live = info.phase in LIVE and not info.stopped
     times: list[float] = []
-    if info.window_restarts and info.window_start is not None:
+    if live and info.window_restarts and info.window_start is not None:
         oldest = info.window_start.timestamp() - now
         last = info.last_service_start
         newest = max(oldest, last.timestamp() - now) if last is not None else oldest
         times = [oldest] + [newest] * (info.window_restarts - 1)
-    waiting = info.next_attempt if info.phase is Phase.BACKOFF else None
+    waiting = info.next_attempt if info.phase is Phase.BACKOFF and live else None
     if waiting is not None:  # the restart counted when the wait ends, as the runner does
         wait = max(0.0, waiting.timestamp() - now)
         times.append(wait)
         start, restarts = wait, info.restart_count + 1
         delay = next_delay(info.current_delay, config.backoff_multiplier, config.max_restart_delay)
         head = f"next attempt in {_duration(wait)}"
-    else:
+    elif live:
         start, restarts, delay = 0.0, info.restart_count, info.current_delay
-        head = "no attempt pending"
+        head = "no restart pending"
+    else:  # a start clears the counters: its schedule is a fresh one, at no known time
+        start, restarts, delay = 0.0, 0, config.restart_delay
+        head = "not running"
     if config.restart_policy is RestartPolicy.NEVER:
         remaining: int | None = 1
         failed_at: float | None = start
@@ -202,10 +210,12 @@ def outlook(info: ServiceInfo, config: ServiceConfig, now: float | None = None) 
         )
         failed_at, forever = plan.failed_at, plan.forever and plan.failed_at is None
         remaining = None if failed_at is None else len(plan.delays) + 1
-    gives_up_at = None if failed_at is None else now + failed_at
+    gives_up_at = None if failed_at is None or not live else now + failed_at
+    noun = "failure" if remaining == 1 else "failures"
     if remaining is not None and gives_up_at is not None:
-        noun = "failure" if remaining == 1 else "failures"
         tail = f"gives up after {remaining} more {noun} at {_clock(gives_up_at)}"
+    elif remaining is not None:
+        tail = f"once started, gives up after {remaining} {noun} in a row"
     elif forever:
         tail = "restarted for ever"
     else:

@@ -269,10 +269,12 @@ class Manager:
         .. versionadded:: 0.1.0
         """
         out: dict[str, Manager] = {}
+        seen: set[int] = set()  # a manager nested in itself, further down, is listed once
         todo: list[tuple[str, Manager]] = [(path, self)]
         for p, manager in todo:  # breadth first; grows while it runs
-            if p in out:
+            if p in out or id(manager) in seen:
                 continue
+            seen.add(id(manager))
             out[p] = manager
             for name, runner in manager._runners.items():
                 service = runner.service

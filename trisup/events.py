@@ -25,6 +25,7 @@ from ._events import (
     ServiceStopDone,
     ServiceStopTimedOut,
     Subscription,
+    TreeSubscription,
 )
 
 __all__ = [
@@ -47,4 +48,5 @@ __all__ = [
     "ServiceStopDone",
     "ServiceStopTimedOut",
     "Subscription",
+    "TreeSubscription",
 ]

@@ -401,8 +401,8 @@ _SUB_BYTES = frozenset(v.encode() for v in (*VERBS, "output", "details"))
 def _process(manager: Manager, name: str) -> ProcessService | Response:
     try:
         service = manager.get_service(name)
-    except ServiceNotFound as exc:
-        return error_response(404, str(exc))
+    except ServiceNotFound:
+        return error_response(404, f"service not found: {name}")
     if isinstance(service, ProcessService):
         return service
     return error_response(404, f"service {name} is not a process: it has no output")

@@ -110,6 +110,7 @@ class ConsoleState:
 
     __slots__ = (
         "_events",
+        "_groups",
         "_lost",
         "_offset",
         "_phases",
@@ -132,6 +133,7 @@ class ConsoleState:
         self._offset: float | None = None
         self._timelines: dict[Key, deque[tuple[float, str]]] = {}
         self._recent: dict[Key, deque[ev.ServiceEvent]] = {}
+        self._groups: set[str] = set()  # the groups of the keys above
 
     def begin(self) -> None:
         """Start afresh for a new run of the console (a new clock, a new closing event)."""
@@ -185,6 +187,7 @@ class ConsoleState:
         points = self._timelines.get(key)
         if points is None:
             points = self._timelines[key] = deque(maxlen=MAX_POINTS)
+            self._groups.add(key[0])
         if not points or points[-1][1] != now:
             points.append((ts, now))
 
@@ -200,6 +203,7 @@ class ConsoleState:
         for table in (self._timelines, self._recent):
             for gone in [k for k in table if k not in keys]:
                 del table[gone]
+        self._groups = {k[0] for k in keys}
 
     def _forget_group(self, path: str) -> None:
         """Drop the services of group *path* and of the groups under it."""
@@ -207,6 +211,7 @@ class ConsoleState:
         for table in (self._timelines, self._recent):
             for gone in [k for k in table if k[0] == path or k[0].startswith(prefix)]:
                 del table[gone]
+        self._groups = {g for g in self._groups if g != path and not g.startswith(prefix)}
 
     def _take(self, path: str, event: ev.Event) -> None:
         """Fold in one event of group *path* taken from the subscription."""
@@ -220,6 +225,7 @@ class ConsoleState:
             recent = self._recent.get(key)
             if recent is None:
                 recent = self._recent[key] = deque(maxlen=RECENT)
+                self._groups.add(path)
             recent.append(event)
             info = None
             if isinstance(event, ev.ServiceAdded) or not self._phases.follows(name, path):
@@ -229,7 +235,9 @@ class ConsoleState:
             if now == "removed":
                 self._timelines.pop(key, None)
                 self._recent.pop(key, None)
-                self._forget_group(f"{path}/{name}" if path else name)
+                child = f"{path}/{name}" if path else name
+                if child in self._groups:  # a nested manager: its services go too
+                    self._forget_group(child)
             elif now is not None:
                 self._record(key, self.wall(event.time), now)
         elif path:
