@@ -11,6 +11,9 @@
   const WINDOW = 300; // seconds shown by a timeline strip at most
   const MIN_SPAN = 10; // seconds shown at least
   const ORDER_EVERY = 250; // ms between two re-sorts driven by events
+  const FLUSH_EVERY = 100; // ms between two frames that apply events: "live" within 0.1 s
+  const STRIP_EVERY = 250; // ms between two redraws of a strip driven by events
+  const MAX_POINTS = 600; // phase changes kept per strip
   const MESSAGES = 5; // action messages kept
   const RUNNING = new Set(["running", "starting", "crashing"]);
   const FAILING = new Set(["crashing", "failed", "error"]);
@@ -41,8 +44,11 @@
   let frame = 0;
   let cardsDirty = true;
   const dirty = new Set(); // entries to render in the next frame
-  const visible = new Set(); // entries whose strip is on screen
+  const stripsDirty = new Set(); // strips to redraw within STRIP_EVERY
+  let snapshots = 0;
+  const visible = new Set(); // entries whose row is on screen: only these are kept current
   let observer = null;
+  let stripWidth = 0; // the strips' width in CSS pixels, measured once per resize
 
   const $ = (id) => document.getElementById(id);
   const now = () => (Date.now() + skew) / 1000;
@@ -156,12 +162,15 @@
     entry.shown = phase;
     entry.at = now();
     if (timeline && timeline.length) {
-      entry.points = timeline.map(([t, p]) => [t, p]);
+      entry.points = timeline.length > MAX_POINTS ? timeline.slice(-MAX_POINTS) : timeline;
     } else {
       const last = entry.points[entry.points.length - 1];
       if (!last || last[1] !== phase) entry.points.push([ts === undefined ? entry.at : ts, phase]);
+      if (entry.points.length > MAX_POINTS) entry.points.splice(0, entry.points.length - MAX_POINTS);
     }
-    dirty.add(entry);
+    // a row off screen is brought up to date when it scrolls in (see the observer)
+    if (!entry.row || visible.has(entry) || entry.panel) dirty.add(entry);
+    else entry.stale = true;
     cardsDirty = true;
     schedule();
   }
@@ -171,7 +180,7 @@
     if (!entry) return;
     if (entry.panel) closeDetails(entry, false);
     if (entry.row) {
-      if (observer) observer.unobserve(entry.cells.canvas);
+      if (observer) observer.unobserve(entry.row);
       entry.row.remove();
     }
     visible.delete(entry);
@@ -183,12 +192,14 @@
   }
 
   function buildRow(entry) {
-    const row = el("tr", { className: "service" });
+    const row = el("div", { className: "row service" });
+    row.setAttribute("role", "row");
     row.dataset.service = entry.name;
     row.dataset.group = entry.group;
     const cells = {};
     for (const column of COLUMNS) {
-      cells[column] = el("td", { className: `col-${column}${NUMERIC.has(column) ? " num" : ""}` });
+      cells[column] = el("div", { className: `cell col-${column}${NUMERIC.has(column) ? " num" : ""}` });
+      cells[column].setAttribute("role", "cell");
       row.append(cells[column]);
     }
     cells.label = el("span", { className: "label" }, entry.name);
@@ -204,15 +215,16 @@
     cells.timeline.append(cells.canvas);
     cells.canvas.addEventListener("mousemove", (e) => stripTip(entry, e));
     cells.canvas.addEventListener("mouseleave", hideTip);
-    cells.canvas.entry = entry;
+    row.entry = entry;
     entry.row = row;
     entry.cells = cells;
-    if (observer) observer.observe(cells.canvas);
+    if (observer) observer.observe(row);
     else visible.add(entry);
   }
 
   function renderRow(entry) {
     if (!entry.row) buildRow(entry);
+    entry.stale = false;
     const { info, cells, shown } = entry;
     if (cells.phaseBadge.dataset.phase !== shown) {
       cells.phaseBadge.dataset.phase = shown;
@@ -238,7 +250,7 @@
     cells.error.title = error ? error + when : "";
     renderUptime(entry);
     renderActions(entry);
-    if (visible.has(entry)) drawTimeline(entry);
+    if (visible.has(entry)) stripsDirty.add(entry);
     if (entry.panel && entry.panel.raw) entry.panel.raw.textContent = JSON.stringify(info, null, 2);
   }
 
@@ -295,13 +307,11 @@
   // ------------------------------------------------------------ details
 
   function detailsRow(entry) {
-    const row = el("tr", { className: "details" });
+    const row = el("div", { className: "details" });
     row.dataset.service = entry.name;
     row.dataset.group = entry.group;
-    const cell = el("td", { colSpan: COLUMNS.length });
     const box = el("div", { className: "details-box" });
-    cell.append(box);
-    row.append(cell);
+    row.append(box);
     const panel = { row, box, handle: null, raw: null };
     const api = window.TrisupDetails;
     if (api && typeof api.open === "function") {
@@ -355,7 +365,8 @@
 
   function drawTimeline(entry) {
     const canvas = entry.cells.canvas;
-    const width = Math.max(20, Math.round(canvas.clientWidth || 200));
+    if (!stripWidth) stripWidth = Math.max(20, Math.round(canvas.clientWidth || 200));
+    const width = stripWidth;
     if (canvas.width !== width) canvas.width = width;
     const ctx = canvas.getContext("2d");
     if (!ctx) return;
@@ -430,9 +441,11 @@
 
   function ensureGroup(path) {
     if (path === "" || groups.has(path)) return;
-    const row = el("tr", { className: "group" });
+    const row = el("div", { className: "row group" });
+    row.setAttribute("role", "row");
     row.dataset.group = path;
-    const cell = el("td", { colSpan: COLUMNS.length });
+    const cell = el("div", { className: "cell" });
+    cell.setAttribute("role", "cell");
     const toggle = el("button", { type: "button", className: "toggle" });
     const depth = path.split("/").length - 1;
     if (depth) cell.style.paddingLeft = `${10 + 16 * depth}px`;
@@ -603,7 +616,7 @@
       card.classList.toggle("active", active);
       card.setAttribute("aria-pressed", String(active));
     }
-    for (const th of document.querySelectorAll("#services th[data-sort]")) {
+    for (const th of document.querySelectorAll("#services .head [data-sort]")) {
       const column = th.dataset.sort;
       if (column === view.sort) th.setAttribute("aria-sort", view.dir === "desc" ? "descending" : "ascending");
       else th.removeAttribute("aria-sort");
@@ -614,12 +627,17 @@
 
   // ------------------------------------------------------------ the frame
 
+  let lastFlush = 0;
   function schedule() {
-    if (!frame) frame = requestAnimationFrame(flush);
+    if (frame) return;
+    const wait = lastFlush + FLUSH_EVERY - performance.now();
+    if (wait > 0) frame = setTimeout(() => (frame = requestAnimationFrame(flush)), wait);
+    else frame = requestAnimationFrame(flush);
   }
 
   function flush() {
     frame = 0;
+    lastFlush = performance.now();
     for (const entry of dirty) renderRow(entry);
     dirty.clear();
     if (cardsDirty) {
@@ -681,6 +699,7 @@
   }
 
   function applySnapshot(data) {
+    document.body.dataset.snapshots = String(++snapshots);
     skew = data.now * 1000 - Date.now();
     tokenRequired = Boolean(data.token_required);
     self = data.self || null;
@@ -885,7 +904,7 @@
       });
     }
     $("search").addEventListener("input", (e) => setView({ q: e.currentTarget.value }));
-    for (const th of document.querySelectorAll("#services th[data-sort]")) {
+    for (const th of document.querySelectorAll("#services .head [data-sort]")) {
       th.querySelector("button").addEventListener("click", () => {
         const column = th.dataset.sort;
         if (view.sort === column) setView({ dir: view.dir === "asc" ? "desc" : "asc" });
@@ -906,13 +925,23 @@
           if (!entry) continue;
           if (item.isIntersecting) {
             visible.add(entry);
-            drawTimeline(entry);
+            if (entry.stale) dirty.add(entry);
+            else drawTimeline(entry);
+            schedule();
           } else visible.delete(entry);
         }
-      });
+      }, { rootMargin: "200px 0px" }); // rows about to scroll in are current already
     }
+    window.addEventListener("resize", () => {
+      stripWidth = 0;
+    });
     connect();
     setInterval(() => {
+      for (const entry of stripsDirty) if (visible.has(entry)) drawTimeline(entry);
+      stripsDirty.clear();
+    }, STRIP_EVERY);
+    setInterval(() => {
+      stripsDirty.clear();
       renderAxis();
       for (const entry of visible) {
         renderUptime(entry);
