@@ -267,9 +267,9 @@ def _close_and_disconnect(page: Page, seen: Seen, requested: list[str]) -> None:
     seen.after_close = panel_requests()[before:]
     seen.emptied = page.evaluate('document.getElementById("test-panel").childElementCount === 0')
     # the page's own Details button opens the same panel under the row, and closes it
-    button = page.locator('#rows tr[data-service="crasher"] button[data-action="details"]')
+    button = page.locator('#rows [data-service="crasher"] button[data-action="details"]')
     button.click()
-    row_panel = page.locator("#rows tr.details .tsd-panel")
+    row_panel = page.locator("#rows .details .tsd-panel")
     expect(row_panel.locator(".tsd-name")).to_have_text("crasher")
     expect(row_panel.locator(".tsd-pid dd")).to_have_text(re.compile(r"^\d+$"), timeout=10_000)
     seen.row_pid = row_panel.locator(".tsd-pid dd").inner_text()
@@ -312,8 +312,8 @@ def _console_goes_away(stop_console: Callable[[], None]) -> Callable[[Page, Seen
     def drive(page: Page, seen: Seen, requested: list[str]) -> None:
         from playwright.sync_api import expect
 
-        page.locator('#rows tr[data-service="crasher"] button[data-action="details"]').click()
-        panel = page.locator("#rows tr.details .tsd-panel")
+        page.locator('#rows [data-service="crasher"] button[data-action="details"]').click()
+        panel = page.locator("#rows .details .tsd-panel")
         expect(panel.locator(".tsd-line").first).to_be_visible(timeout=10_000)
         stop_console()
         expect(panel).to_have_class(re.compile(r"\btsd-disconnected\b"), timeout=10_000)
