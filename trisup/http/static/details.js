@@ -110,7 +110,7 @@
     // ---- the skeleton: built once, filled by render()
     const panel = el("section", "tsd-panel");
     panel.setAttribute("aria-label", `Details of ${name}`);
-    const head = el("header", "tsd-head");
+    const head = el("div", "tsd-head"); // not a <header>: the page styles its own
     const title = el("h2", "tsd-name", name);
     const where = el("span", "tsd-group", group ? `in ${group}` : "");
     const phaseBadge = el("span", "tsd-badge tsd-phase");
