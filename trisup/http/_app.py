@@ -78,6 +78,8 @@ ASSETS = {
     "index.html": "text/html; charset=utf-8",
     "console.js": "text/javascript; charset=utf-8",
     "console.css": "text/css; charset=utf-8",
+    "details.js": "text/javascript; charset=utf-8",
+    "details.css": "text/css; charset=utf-8",
 }
 """The page's files, in ``trisup/http/static``, with their media types."""
 
