@@ -162,7 +162,7 @@ def _drive(url: str, shot: Path, add_odd: partial[None]) -> Seen:
                 "data-status", "failed", timeout=10_000
             )
             page.wait_for_timeout(400)  # a re-sort follows within ORDER_EVERY
-            seen.names = page.locator("#rows .col-name").all_inner_texts()
+            seen.names = page.locator("#rows .col-name").all_text_contents()
             # the phase comes from the server's phase events, never guessed by the page
             expect(flappy).to_have_attribute("data-phase", "backoff", timeout=10_000)
             expect(flappy.locator(".phase")).to_have_text("backoff")
@@ -170,9 +170,10 @@ def _drive(url: str, shot: Path, add_odd: partial[None]) -> Seen:
             expect(flappy.locator(".col-delay")).to_have_text("300ms")
             seen.delays["flappy"] = "300ms"
             seen.delay_samples = page.evaluate(SAMPLE_DELAYS)
-            seen.delays["worker"] = page.locator(
-                '#rows .service[data-service="worker"] .col-delay'
-            ).inner_text()
+            seen.delays["worker"] = (
+                page.locator('#rows .service[data-service="worker"] .col-delay').text_content()
+                or ""
+            )
             expect(page.locator('#rows .service[data-service="cache"]')).to_have_attribute(
                 "data-status", "failed"
             )
@@ -180,7 +181,7 @@ def _drive(url: str, shot: Path, add_odd: partial[None]) -> Seen:
             expect(batch).to_have_attribute("data-phase", "completed", timeout=10_000)
             for name in ("api", "worker", "cache", "reports", "batch"):
                 row = page.locator(f'#rows .service[data-service="{name}"]')
-                seen.phases[name] = row.locator(".phase").inner_text()
+                seen.phases[name] = row.locator(".phase").text_content() or ""
             expect(page.locator("#card-total")).to_have_text("7")
             page.wait_for_timeout(3000)  # let the timeline show a few restarts
             seen.ticks = page.locator("#axis .tick").all_inner_texts()
@@ -197,7 +198,12 @@ def _drive(url: str, shot: Path, add_odd: partial[None]) -> Seen:
                 or ""
             )
             cache = page.locator('#rows .service[data-service="cache"] .col-error')
-            seen.error, seen.error_title = cache.inner_text(), cache.get_attribute("title") or ""
+            seen.error, seen.error_title = (
+                cache.text_content() or "",
+                cache.get_attribute("title") or "",
+            )
+            page.mouse.move(0, 0)
+            expect(page.locator("#tip")).to_be_hidden()
             page.evaluate("window.loadedOnce = true")
             page.screenshot(path=str(shot), full_page=True)
             flappy.locator('button[data-action="stop"]').click()
@@ -212,14 +218,14 @@ def _drive(url: str, shot: Path, add_odd: partial[None]) -> Seen:
             add_odd()
             odd = page.locator("#rows .service").filter(has_text="odd")
             expect(odd).to_have_count(1)
-            seen.odd_name = odd.locator(".col-name").inner_text()
+            seen.odd_name = odd.locator(".col-name").text_content() or ""
             seen.markup = page.locator("#rows b").count()
             page.locator(
                 '#rows .service[data-service="worker"] button[data-action="details"]'
             ).click()
             expect(page.locator("#rows .details")).to_have_count(1)
             seen.details_url = page.evaluate("location.search")
-            seen.details = page.locator("#rows .details").inner_text()
+            seen.details = page.locator("#rows .details").text_content() or ""
         finally:
             browser.close()
     return seen
@@ -387,7 +393,7 @@ def _watch(page: Page, problems: list[str]) -> Page:
 
 def _shown(page: Page) -> list[str]:
     """The names of the service rows on show, in order."""
-    return page.locator("#rows .service:not([hidden]) .col-name").all_inner_texts()
+    return page.locator("#rows .service:not([hidden]) .col-name").all_text_contents()
 
 
 LONG = "payments-reconciliation-worker-for-the-eu-region"
@@ -445,7 +451,7 @@ def _drive_find(url: str) -> Found:
         page.locator('.head [data-sort="restarts"] button').click()
         seen.sorted_names = _shown(page)
         seen.sorted_restarts = [
-            int(t) for t in page.locator("#rows .service .col-restarts").all_inner_texts()
+            int(t) for t in page.locator("#rows .service .col-restarts").all_text_contents()
         ]
         seen.aria = page.locator('.head [data-sort="restarts"]').get_attribute("aria-sort") or ""
         seen.url_sorted = page.evaluate("location.search")
@@ -596,7 +602,7 @@ def _drive_honest(url: str, control: Callable[[str, str], None]) -> Honest:
         control("start", "console")
         expect(page.locator("body")).not_to_have_class("offline", timeout=15_000)
         expect(page.locator("#rows .service")).to_have_count(3)
-        seen.rows_back = sorted(page.locator("#rows .col-name").all_inner_texts())
+        seen.rows_back = sorted(page.locator("#rows .col-name").all_text_contents())
         seen.enabled_back = page.locator(actions + ":enabled").count()
         seen.banner_back = page.locator("#offline").is_hidden()
     return seen
@@ -791,7 +797,7 @@ def _drive_groups(url: str) -> Grouped:
         flappy = page.locator('#rows .service[data-group="jobs"][data-service="flappy"]')
         expect(flappy).to_have_attribute("data-status", "crashing", timeout=10_000)
         expect(jobs.locator(".summary")).to_contain_text("1 failing", timeout=10_000)
-        seen.summary = jobs.locator(".summary").inner_text()
+        seen.summary = jobs.locator(".summary").text_content() or ""
         seen.flappies = [
             f"{r.get_attribute('data-group')}:{r.get_attribute('data-status')}"
             for r in page.locator('#rows .service[data-service="flappy"]').all()

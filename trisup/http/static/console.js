@@ -748,9 +748,7 @@
   let source = null;
   function connect() {
     source = new EventSource("api/events");
-    source.addEventListener("open", () => {
-      // live once the snapshot is in; until then the old rows are not to be trusted
-    });
+    // live once the snapshot is in (applySnapshot), not at "open": the old rows are stale
     source.addEventListener("error", () => {
       setOffline(true);
       if (source.readyState === EventSource.CLOSED) {
