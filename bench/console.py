@@ -107,7 +107,13 @@ async def _window(
 
 
 async def _with_clients(
-    url: str, duration: float, threads: int, probe: _Counter | None, *, gzip: bool, stream: bool = False
+    url: str,
+    duration: float,
+    threads: int,
+    probe: _Counter | None,
+    *,
+    gzip: bool,
+    stream: bool = False,
 ) -> Samples:
     if not threads:
         await trio.sleep(0.3)  # warm-up, as with clients
@@ -154,9 +160,7 @@ def _console(
                 await manager.wait_status(console.name, trisup.ServiceStatus.RUNNING)
                 assert console.url is not None
                 url = console.url + ("api/events" if stream else "api/services")
-                out = await _with_clients(
-                    url, duration, threads, probe, gzip=gzip, stream=stream
-                )
+                out = await _with_clients(url, duration, threads, probe, gzip=gzip, stream=stream)
                 nursery.cancel_scope.cancel()
             return out
 

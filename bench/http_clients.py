@@ -66,7 +66,10 @@ def main(url: str, threads: int, *, accept_gzip: bool, stream: bool = False) -> 
                 started.wait()
         conn.close()
 
-    workers = [threading.Thread(target=reader if stream else client, args=(i,), daemon=True) for i in range(threads)]
+    workers = [
+        threading.Thread(target=reader if stream else client, args=(i,), daemon=True)
+        for i in range(threads)
+    ]
     for w in workers:
         w.start()
     started.wait()

@@ -8,12 +8,14 @@ from contextlib import asynccontextmanager
 from typing import cast
 
 import httpx
+import pytest
 import trio
 import trio.testing
 
 import trisup
 from trisup import events as ev
 from trisup.http import ConsoleService
+from trisup.http import _sse as sse
 
 API = "/debug/supervisor/api"
 POST = {"X-Trisup-Token": "-"}
@@ -177,9 +179,12 @@ async def test_manager_subscribe_tree_tags_each_event_with_its_group() -> None:
     assert jobs.get_service_info("sub").depends_on == ()
 
 
-async def test_snapshot_and_events_name_each_group(autojump_clock: trio.testing.MockClock) -> None:
-    """The snapshot lists every group's services; events carry their group; the tree
+async def test_snapshot_and_events_name_each_group(
+    autojump_clock: trio.testing.MockClock, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The snapshot lists every group's services; updates carry their group; the tree
     is followed as nested managers come and go."""
+    monkeypatch.setattr(sse, "MAX_BUFFER", 256)
     m, jobs = _tree()
     with trio.fail_after(30):
         async with serving(m) as (console, client), stream_of(console) as stream:
@@ -208,30 +213,32 @@ async def test_snapshot_and_events_name_each_group(autojump_clock: trio.testing.
             assert [p for _, p in cast("list[list[object]]", deep["timeline"])][-1] == "running"
             stop = await client.post(f"{API}/service/deep/stop?group=jobs/sub", headers=POST)
             assert stop.json() == {"status": "ok", "message": "service stopped, name=deep"}
-            held = await stream.until("status", service="deep", new="stopped")
-            assert (held["group"], held["manager"], held["phase"]) == ("jobs/sub", "sub", "stopped")
+            held = await stream.until("service", service="deep", shown="stopped")
+            assert held["group"] == "jobs/sub"
             assert cast("Data", held["info"])["name"] == "deep"
             # a group added while serving: followed from its ServiceAdded on
             late = trisup.Manager("late")
             late.add(trisup.new_service("x", trio.sleep_forever))
             m.add(late)
-            added = await stream.until("added", service="late")
-            assert (added["group"], added["phase"]) == ("", "idle")
+            added = await stream.until("service", service="late")
+            assert added["group"] == "" and cast("Data", added["info"])["name"] == "late"
             started = await stream.until("manager_started", group="late")
             assert started["manager"] == "late"
-            running = await stream.until("status", group="late", service="x", new="running")
-            assert cast("Data", running["info"])["status"] == "running"
+            while True:
+                running = await stream.until("service", group="late", service="x")
+                if cast("Data", running["info"])["status"] == "running":
+                    break
             info = await client.get(f"{API}/service/x?group=late")
             assert info.json()["phase"] == "running"
             # and forgotten once removed
             await m.delete("late")
             removed = await stream.until("removed", service="late")
-            assert (removed["group"], removed["info"]) == ("", None)
+            assert (removed["group"], removed["shown"], removed["info"]) == ("", "removed", None)
             gone = await client.get(f"{API}/service/x?group=late")
             assert (gone.status_code, gone.json()) == (404, {"error": "group not found: late"})
             # a slow client loses only its own events, then gets a snapshot of the tree
             stream.blocked = True
-            for _ in range(300):  # 4 events each: more than the stream's buffer holds
+            for _ in range(300):  # 4 events each: more than the stream's buffer holds (256)
                 await jobs.restart_service("a")
             stream.unblock()
             while (await stream.message())[0] != "snapshot":

@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 import re
 import socket
-from collections.abc import AsyncGenerator
+from collections.abc import AsyncGenerator, Callable
 from contextlib import asynccontextmanager
 from typing import cast
 
@@ -103,6 +103,17 @@ class EventStream:
                 return name, json.loads(data)
         return None
 
+    async def service(
+        self, name: str, done: Callable[[dict[str, object]], bool]
+    ) -> tuple[list[str], dict[str, object]]:
+        """The shown phases *name*'s updates went through until one is *done*, and that one."""
+        points: list[str] = []
+        while True:
+            data = await self.until("service", service=name)
+            points += [p for _, p in cast("list[list[str]]", data["points"])]
+            if done(data):
+                return points, data
+
     async def until(self, kind: str, **fields: object) -> dict[str, object]:
         """The data of the next event of *kind* with these *fields*; the stream must not end."""
         while True:
@@ -152,7 +163,7 @@ async def test_serves_on_a_loopback_port() -> None:
 
 
 async def test_event_stream() -> None:
-    """The stream starts with a snapshot, then sends each event with the service's info."""
+    """The stream starts with a snapshot, then sends each service's events as one update."""
     m = _manager()
     with trio.fail_after(10):
         async with running(m) as (console, client), event_stream(console) as stream:
@@ -172,36 +183,27 @@ async def test_event_stream() -> None:
                 ("", "console", "running", "running"),
             ]
             await client.post(f"{PREFIX}/api/service/worker/stop", headers=POST)
-            # each event carries the shown phase just after it: the stop is requested
-            # (stopping), the service is held (stopped), its instance exits (idle: shown
-            # stopped while held)
-            phase = await stream.until("phase", service="worker")
-            assert (phase["old"], phase["new"], phase["phase"]) == (
-                "running",
-                "stopping",
-                "stopping",
+            # an update per service and write: the shown phases its events went through
+            # (the stop is requested: stopping; the service is held: stopped; its
+            # instance exits: idle, shown stopped while held) and its latest info
+            points, stopped = await stream.service(
+                "worker", lambda d: cast("dict[str, object]", d["info"])["phase"] == "idle"
             )
-            assert phase["message"] == "worker: phase running -> stopping"
-            status = await stream.until("status", service="worker")
-            assert (status["old"], status["new"], status["phase"]) == (
-                "running",
-                "stopped",
-                "stopped",
-            )
-            info = status["info"]
-            assert isinstance(info, dict) and info["status"] == "stopped"
-            assert isinstance(status["ts"], float)
-            assert status["message"] == "worker: running -> stopped"
-            await stream.until("stopped", service="worker")
-            phase = await stream.until("phase", service="worker")
-            assert (phase["old"], phase["new"], phase["phase"]) == ("stopping", "idle", "stopped")
+            assert points == ["stopping", "stopped"]
+            assert (stopped["group"], stopped["shown"]) == ("", "stopped")
+            info = cast("dict[str, object]", stopped["info"])
+            assert (info["status"], info["stopped"]) == ("stopped", True)
+            assert isinstance(stopped["ts"], float) and isinstance(stopped["events"], int)
+            assert stopped["message"] == "worker: phase stopping -> idle"
             await client.post(f"{PREFIX}/api/service/worker/start", headers=POST)
-            status = await stream.until("status", service="worker", new="running")
-            assert status["phase"] == "running"
-            assert cast("dict[str, object]", status["info"])["phase"] == "running"
+            points, started = await stream.service(
+                "worker", lambda d: cast("dict[str, object]", d["info"])["phase"] == "running"
+            )
+            assert points[-1] == "running" and "stopped" not in points
+            assert started["shown"] == "running"
             await m.delete("worker")
             removed = await stream.until("removed")
-            assert (removed["service"], removed["phase"], removed["info"]) == (
+            assert (removed["service"], removed["shown"], removed["info"]) == (
                 "worker",
                 "removed",
                 None,
