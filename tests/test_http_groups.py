@@ -16,6 +16,7 @@ import trisup
 from trisup import events as ev
 from trisup.http import ConsoleService
 from trisup.http import _sse as sse
+from trisup.http._state import ShownPhases
 
 API = "/debug/supervisor/api"
 POST = {"X-Trisup-Token": "-"}
@@ -291,3 +292,36 @@ def test_groups_lists_a_manager_once() -> None:
     jobs.add(m)  # a cycle: never served, but it must not make the walk endless
     assert m.groups() == {"": m, "jobs": jobs, "jobs/sub": m.groups()["jobs/sub"]}
     assert list(jobs.groups("x")) == ["x", "x/sub", "x/app"]
+
+
+async def test_a_slow_reader_within_the_buffer_loses_nothing() -> None:
+    """A client that stops reading for a while, within the stream's buffer, then gets
+    every shown phase it missed, in order, in one update per service; no snapshot."""
+    m, jobs = _tree()
+    with trio.fail_after(30):
+        async with serving(m) as (console, _), stream_of(console) as stream:
+            name, _snap = await stream.message()
+            assert name == "snapshot"
+            stream.blocked = True
+            before = jobs.get_service_info("a")
+            async with m.subscribe_tree(max_buffer=10_000) as mine:
+                for _ in range(100):  # about 400 events, over several ticks
+                    await jobs.restart_service("a")
+                    await trio.sleep(0.002)
+                burst = mine.receive_all()
+            stream.unblock()
+            fold = ShownPhases()
+            expected = [fold.seed(before, "jobs")]
+            for path, event in burst:
+                if isinstance(event, ev.ServiceEvent) and (path, event.service) == ("jobs", "a"):
+                    now = fold.apply(event, None, path)
+                    if now is not None and now != expected[-1]:
+                        expected.append(now)
+            points: list[str] = []
+            while points != expected[1:]:
+                kind, data = await stream.message()
+                assert kind == "message", "no resync for a reader within the buffer"
+                if data["kind"] == "service" and (data["group"], data["service"]) == ("jobs", "a"):
+                    points += [p for _, p in cast("list[list[str]]", data["points"])]
+                    assert points == expected[1 : len(points) + 1]
+            assert len(points) == 200

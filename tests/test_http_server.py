@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import re
 import socket
+import threading
 from collections.abc import AsyncGenerator, Callable
 from contextlib import asynccontextmanager
 from typing import cast
@@ -15,9 +16,12 @@ import trio
 
 import trisup
 from trisup import ServiceStatus
+from trisup import events as ev
+from trisup._health import api_dict
 from trisup.events import ServiceReady
 from trisup.http import ConsoleService
 from trisup.http import _sse as sse
+from trisup.http._state import ShownPhases
 
 S = ServiceStatus
 PREFIX = "/debug/supervisor"
@@ -307,3 +311,110 @@ async def test_a_port_in_use_fails_the_console() -> None:
                 nursery.cancel_scope.cancel()
     finally:
         holder.close()
+
+
+def _expected_points(events: list[tuple[str, ev.Event]], before: trisup.ServiceInfo) -> list[str]:
+    """The shown phases *before*'s service goes through in *events*, repeats dropped."""
+    name = before.name
+    fold = ShownPhases()
+    points = [fold.seed(before)]
+    for path, event in events:
+        if isinstance(event, ev.ServiceEvent) and event.service == name:
+            now = fold.apply(event, None, path)
+            if now is not None and now != points[-1]:
+                points.append(now)
+    return points[1:]
+
+
+async def test_a_burst_is_one_update_per_service(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Events within a tick arrive as one update per service: every shown phase they went
+    through in order, the latest info; the stream ends at once when the client leaves."""
+    monkeypatch.setattr(sse, "TICK", 1.0)
+    monkeypatch.setattr(sse, "MAX_STREAMS", 1)
+    m = _manager()
+    m.add(trisup.new_service("other", trio.sleep_forever))
+    with trio.fail_after(20):
+        async with running(m) as (console, _):
+            async with event_stream(console) as stream:
+                first = await stream.message()
+                assert first is not None and first[0] == "snapshot"
+                worker_before = m.get_service_info("worker")
+                other_before = m.get_service_info("other")
+                async with m.subscribe_tree(max_buffer=10_000) as mine:
+                    for _ in range(3):
+                        await m.restart_service("worker")
+                    await m.restart_service("other")
+                    burst = mine.receive_all()
+                mine_ = [e for _, e in burst if isinstance(e, ev.ServiceEvent)]
+                count = sum(e.service == "worker" for e in mine_)
+                updates: dict[str, dict[str, object]] = {}
+                while set(updates) != {"worker", "other"}:
+                    message = await stream.message()
+                    assert message is not None and message[0] == "message"
+                    data = message[1]
+                    assert data["kind"] == "service" and data["service"] not in updates
+                    updates[cast("str", data["service"])] = data
+                worker = updates["worker"]
+                points = [p for _, p in cast("list[list[str]]", worker["points"])]
+                assert points == _expected_points(burst, worker_before)
+                assert points == ["stopping", "running"] * 3  # (a sleeper starts at once)
+                times = [t for t, _ in cast("list[list[float]]", worker["points"])]
+                assert times == sorted(times)
+                assert worker["events"] == count
+                assert worker["shown"] == "running" and worker["group"] == ""
+                info = cast("dict[str, object]", worker["info"])
+                assert (info["start_count"], info["phase"]) == (4, "running")  # the latest
+                last = next(e for e in reversed(mine_) if e.service == "worker")
+                assert worker["message"] == last.message() == "service worker ready"
+                other = updates["other"]
+                assert [p for _, p in cast("list[list[str]]", other["points"])] == (
+                    _expected_points(burst, other_before)
+                )
+            # gone mid-tick: the slot is free again well before the next tick would write
+            start = trio.current_time()
+            while True:
+                async with event_stream(console, "HEAD") as again:
+                    if again.status == 200:
+                        break
+                await trio.sleep(0.01)
+            assert trio.current_time() - start < 0.9
+
+
+async def test_updates_are_encoded_off_the_loop(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A write of many services: infos read on the loop, `api_dict` and JSON in a thread."""
+    monkeypatch.setattr(sse, "TICK", 0.5)
+    m = trisup.Manager("app")
+    names = [f"w{i}" for i in range(sse.THREAD_SERVICES + 2)]
+    for name in names:
+        m.add(trisup.new_service(name, trio.sleep_forever))
+    converted: list[int] = []
+    read: list[int] = []
+    convert = api_dict
+
+    def recorded(info: trisup.ServiceInfo) -> dict[str, object]:
+        converted.append(threading.get_ident())
+        return convert(info)
+
+    take = m.get_service_info
+
+    def reading(name: str) -> trisup.ServiceInfo:
+        read.append(threading.get_ident())
+        return take(name)
+
+    monkeypatch.setattr("trisup.http._sse.api_dict", recorded)
+    m.get_service_info = reading  # type: ignore[method-assign]
+    with trio.fail_after(20):
+        async with running(m) as (console, _), event_stream(console) as stream:
+            first = await stream.message()
+            assert first is not None and first[0] == "snapshot"
+            converted.clear()
+            read.clear()
+            for name in names:
+                await m.restart_service(name)
+            seen: set[str] = set()
+            while seen != set(names):
+                data = await stream.until("service")
+                seen.add(cast("str", data["service"]))
+    loop = threading.get_ident()
+    assert read and all(t == loop for t in read)
+    assert len(converted) >= len(names) and all(t != loop for t in converted)

@@ -177,7 +177,7 @@ class _Update:
         self.key = key
         self.before = before  # its shown phase before them
         self.shown: str | None = None
-        self.points: list[list[object]] = []
+        self.points: list[list[float | str]] = []
         self.events = 0
         self.last: ev.ServiceEvent | None = None
         self.removed = False
@@ -188,14 +188,20 @@ def coalesce(
     infos: Mapping[Key, ServiceInfo | None],
     fold: ShownPhases,
     offset: float,
+    now: float,
 ) -> bytes:
     """The messages of one write: *batch* folded into *fold*, coalesced per service.
 
     *infos* holds each service of the batch's info as of now (``None`` once
-    gone), read on the loop; *offset* turns Trio time into wall-clock seconds.
+    gone), read on the loop; *offset* turns Trio time into wall-clock seconds, and
+    *now* is the Trio time of an event without one.
     Reads only frozen events and infos, and *fold* is the caller's own, so it
     may run in a worker thread.
     """
+
+    def wall(t: float | None) -> float:
+        return (now if t is None else t) + offset
+
     order: list[_Update | tuple[str, ev.Event]] = []
     updates: dict[Key, _Update] = {}
     for path, event in batch:
@@ -208,34 +214,34 @@ def coalesce(
             update = updates[key] = _Update(key, fold.current(event.service, path))
             order.append(update)
         info = infos.get(key)
-        now = fold.apply(event, info, path)
+        phase = fold.apply(event, info, path)
         update.events += 1
         update.last = event
-        if now is None:
+        if phase is None:
             continue
-        if now == "removed":
+        if phase == "removed":
             update.removed = True
             update.points.clear()
         else:
-            ts = event.time + offset
+            ts = wall(event.time)
             last = update.points[-1][1] if update.points else update.before
-            if now != last:
-                update.points.append([ts, now])
-        update.shown = now
+            if phase != last:
+                update.points.append([ts, phase])
+        update.shown = phase
     out: list[bytes] = []
     for item in order:
         if isinstance(item, tuple):
             path, event = item
-            data = {key: _plain(value) for key, value in event.extra().items()}
+            data: dict[str, object] = {k: _plain(v) for k, v in event.extra().items()}
             data["kind"] = data.pop("event")
-            data["ts"] = event.time + offset
+            data["ts"] = wall(event.time)
             data["message"] = event.message()
             data["group"] = path
             out.append(message(None, data))
             continue
-        last = item.last
+        final = item.last
         info = infos.get(item.key)
-        if last is None or item.shown is None or (info is None and not item.removed):
+        if final is None or item.shown is None or (info is None and not item.removed):
             continue  # not followed, or gone without its removal yet (next write)
         out.append(
             message(
@@ -248,8 +254,8 @@ def coalesce(
                     "info": None if item.removed or info is None else api_dict(info),
                     "points": item.points,
                     "events": item.events,
-                    "ts": last.time + offset,
-                    "message": last.message(),
+                    "ts": wall(final.time),
+                    "message": final.message(),
                 },
             )
         )
@@ -343,7 +349,7 @@ class EventStream:
                         info = manager.get_service_info(event.service) if manager and has else None
                         infos[path, event.service] = info
                 offset = state.wall(0.0)
-                work = partial(coalesce, batch, infos, fold, offset)
+                work = partial(coalesce, batch, infos, fold, offset, trio.current_time())
                 large = len(batch) >= THREAD_EVENTS or len(infos) >= THREAD_SERVICES
                 body = await off_loop(work, large=large)
             written = trio.current_time()
