@@ -10,7 +10,11 @@ window with no HTTP client (the baseline) and with 32 clients looping on
 ``/api/services``; the ceiling beside it is the same server (Hypercorn, Starlette,
 Trio) answering every request with the same body, rendered once. The clients send
 ``Accept-Encoding: gzip``, as browsers and httpx do; a reference row has clients
-that do not. Since the clients' process and other work on the machine take CPU
+that do not. Event streams: the same crash loop with `STREAMS` pages' event
+streams (``GET P/api/events``) open, read as fast as they come by threads of a
+separate process, against none; a reference row counts the snapshots each
+stream received in the window (a stream resends one after falling behind).
+Since the clients' process and other work on the machine take CPU
 from the supervisor's process, a reference row gives the restarts per CPU-second
 of the supervisor's process (`time.process_time`, its worker threads included).
 """
@@ -43,6 +47,7 @@ from trisup.http._render import Body, encode
 __all__ = ["run"]
 
 CLIENTS = 32
+STREAMS = 8
 SERVICES = 1_000
 _SCRIPT = str(Path(__file__).with_name("http_clients.py"))
 _QUIET = logging.getLogger("bench.console.fixed")  # Hypercorn's "Running on ..." line
@@ -102,12 +107,19 @@ async def _window(
 
 
 async def _with_clients(
-    url: str, duration: float, threads: int, probe: _Counter | None, *, gzip: bool
+    url: str,
+    duration: float,
+    threads: int,
+    probe: _Counter | None,
+    *,
+    gzip: bool,
+    stream: bool = False,
 ) -> Samples:
     if not threads:
         await trio.sleep(0.3)  # warm-up, as with clients
         return await _window(duration, None, None, probe)
-    command = [sys.executable, _SCRIPT, url, str(threads), "gzip" if gzip else "identity"]
+    mode = "stream" if stream else "gzip" if gzip else "identity"
+    command = [sys.executable, _SCRIPT, url, str(threads), mode]
     async with trio.open_nursery() as nursery:
         run = partial(
             trio.run_process, command, stdin=subprocess.PIPE, stdout=subprocess.PIPE, check=False
@@ -124,7 +136,7 @@ async def _with_clients(
 
 
 def _console(
-    *, threads: int, crash: bool, duration: float, gzip: bool = True
+    *, threads: int, crash: bool, duration: float, gzip: bool = True, stream: bool = False
 ) -> Callable[[], Samples]:
     def case() -> Samples:
         async def main() -> Samples:
@@ -147,8 +159,8 @@ def _console(
                 await nursery.start(manager.serve)
                 await manager.wait_status(console.name, trisup.ServiceStatus.RUNNING)
                 assert console.url is not None
-                url = console.url + "api/services"
-                out = await _with_clients(url, duration, threads, probe, gzip=gzip)
+                url = console.url + ("api/events" if stream else "api/services")
+                out = await _with_clients(url, duration, threads, probe, gzip=gzip, stream=stream)
                 nursery.cancel_scope.cancel()
             return out
 
@@ -213,10 +225,11 @@ def run(*, reps: int, duration: float) -> list[Row]:
             "idle": _console(threads=CLIENTS, crash=False, duration=duration),
             "load, no gzip": _console(threads=CLIENTS, crash=True, duration=duration, gzip=False),
             "fixed": _fixed(body, threads=CLIENTS, duration=duration),
+            "streams": _console(threads=STREAMS, crash=True, duration=duration, stream=True),
         },
     )
     calm, load, idle, fixed = m["calm"], m["load"], m["idle"], m["fixed"]
-    plain = m["load, no gzip"]
+    plain, streams = m["load, no gzip"], m["streams"]
     return [
         row(
             f"console: crash loop, {CLIENTS} clients on /api/services vs none",
@@ -251,6 +264,20 @@ def run(*, reps: int, duration: float) -> list[Row]:
             "restarts/s",
             plain["restarts"],
             calm["restarts"],
+            None,
+        ),
+        row(
+            f"console: crash loop, {STREAMS} event streams vs none",
+            "restarts/s",
+            streams["restarts"],
+            calm["restarts"],
+            Target(op=">=", value=0.8),
+        ),
+        row(
+            f"(ref) console: snapshots per event stream in the crash loop, {STREAMS} streams",
+            "snapshots/s",
+            streams["requests"] / STREAMS,
+            0.0,
             None,
         ),
     ]

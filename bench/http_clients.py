@@ -1,13 +1,15 @@
 """HTTP clients for the console benchmark, in a process of their own.
 
-``python bench/http_clients.py URL THREADS [gzip]``: every thread loops on
+``python bench/http_clients.py URL THREADS [gzip|stream]``: every thread loops on
 ``GET URL`` over a keep-alive connection (`http.client`), reading each body
 whole; with ``gzip``, it sends ``Accept-Encoding: gzip`` as browsers, httpx and
-Prometheus do (the bodies are read, not decompressed). The
-process prints ``ready`` once every thread has had an answer; then each line
-read from stdin is a mark: the process prints the responses completed since
-the previous mark and the seconds between the two, ``count seconds``. It ends
-at the end of its input.
+Prometheus do (the bodies are read, not decompressed). With ``stream``, URL is
+an event stream (``GET P/api/events``): every thread opens it once and reads it
+line by line as fast as it comes, counting its ``snapshot`` messages. The
+process prints ``ready`` once every thread has had an answer (a stream: its
+first snapshot); then each line read from stdin is a mark: the process prints
+the responses completed (the snapshots received) since the previous mark and
+the seconds between the two, ``count seconds``. It ends at the end of its input.
 """
 
 from __future__ import annotations
@@ -21,7 +23,7 @@ from urllib.parse import urlsplit
 __all__ = ["main"]
 
 
-def main(url: str, threads: int, *, accept_gzip: bool) -> None:
+def main(url: str, threads: int, *, accept_gzip: bool, stream: bool = False) -> None:
     """Run *threads* clients on *url* until stdin closes (see the module)."""
     parts = urlsplit(url)
     host, port = parts.hostname or "127.0.0.1", parts.port or 80
@@ -30,6 +32,24 @@ def main(url: str, threads: int, *, accept_gzip: bool) -> None:
     started = threading.Barrier(threads + 1)
     stop = threading.Event()
     headers = {"Accept-Encoding": "gzip"} if accept_gzip else {}
+
+    def reader(i: int) -> None:
+        conn = http.client.HTTPConnection(host, port, timeout=30)
+        conn.request("GET", path)
+        response = conn.getresponse()
+        if response.status != 200:
+            raise SystemExit(f"GET {url}: {response.status}")
+        first = True
+        while not stop.is_set():
+            line = response.readline()
+            if not line:
+                raise SystemExit(f"GET {url}: the stream ended")
+            if line == b"event: snapshot\n":
+                counts[i] += 1
+                if first:
+                    first = False
+                    started.wait()
+        conn.close()
 
     def client(i: int) -> None:
         conn = http.client.HTTPConnection(host, port, timeout=30)
@@ -46,7 +66,10 @@ def main(url: str, threads: int, *, accept_gzip: bool) -> None:
                 started.wait()
         conn.close()
 
-    workers = [threading.Thread(target=client, args=(i,), daemon=True) for i in range(threads)]
+    workers = [
+        threading.Thread(target=reader if stream else client, args=(i,), daemon=True)
+        for i in range(threads)
+    ]
     for w in workers:
         w.start()
     started.wait()
@@ -60,4 +83,5 @@ def main(url: str, threads: int, *, accept_gzip: bool) -> None:
 
 
 if __name__ == "__main__":
-    main(sys.argv[1], int(sys.argv[2]), accept_gzip=sys.argv[3:] == ["gzip"])
+    mode = sys.argv[3:]
+    main(sys.argv[1], int(sys.argv[2]), accept_gzip=mode == ["gzip"], stream=mode == ["stream"])

@@ -8,12 +8,15 @@ from contextlib import asynccontextmanager
 from typing import cast
 
 import httpx
+import pytest
 import trio
 import trio.testing
 
 import trisup
 from trisup import events as ev
 from trisup.http import ConsoleService
+from trisup.http import _sse as sse
+from trisup.http._state import ShownPhases
 
 API = "/debug/supervisor/api"
 POST = {"X-Trisup-Token": "-"}
@@ -177,9 +180,12 @@ async def test_manager_subscribe_tree_tags_each_event_with_its_group() -> None:
     assert jobs.get_service_info("sub").depends_on == ()
 
 
-async def test_snapshot_and_events_name_each_group(autojump_clock: trio.testing.MockClock) -> None:
-    """The snapshot lists every group's services; events carry their group; the tree
+async def test_snapshot_and_events_name_each_group(
+    autojump_clock: trio.testing.MockClock, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The snapshot lists every group's services; updates carry their group; the tree
     is followed as nested managers come and go."""
+    monkeypatch.setattr(sse, "MAX_BUFFER", 256)
     m, jobs = _tree()
     with trio.fail_after(30):
         async with serving(m) as (console, client), stream_of(console) as stream:
@@ -208,30 +214,32 @@ async def test_snapshot_and_events_name_each_group(autojump_clock: trio.testing.
             assert [p for _, p in cast("list[list[object]]", deep["timeline"])][-1] == "running"
             stop = await client.post(f"{API}/service/deep/stop?group=jobs/sub", headers=POST)
             assert stop.json() == {"status": "ok", "message": "service stopped, name=deep"}
-            held = await stream.until("status", service="deep", new="stopped")
-            assert (held["group"], held["manager"], held["phase"]) == ("jobs/sub", "sub", "stopped")
+            held = await stream.until("service", service="deep", shown="stopped")
+            assert held["group"] == "jobs/sub"
             assert cast("Data", held["info"])["name"] == "deep"
             # a group added while serving: followed from its ServiceAdded on
             late = trisup.Manager("late")
             late.add(trisup.new_service("x", trio.sleep_forever))
             m.add(late)
-            added = await stream.until("added", service="late")
-            assert (added["group"], added["phase"]) == ("", "idle")
+            added = await stream.until("service", service="late")
+            assert added["group"] == "" and cast("Data", added["info"])["name"] == "late"
             started = await stream.until("manager_started", group="late")
             assert started["manager"] == "late"
-            running = await stream.until("status", group="late", service="x", new="running")
-            assert cast("Data", running["info"])["status"] == "running"
+            while True:
+                running = await stream.until("service", group="late", service="x")
+                if cast("Data", running["info"])["status"] == "running":
+                    break
             info = await client.get(f"{API}/service/x?group=late")
             assert info.json()["phase"] == "running"
             # and forgotten once removed
             await m.delete("late")
             removed = await stream.until("removed", service="late")
-            assert (removed["group"], removed["info"]) == ("", None)
+            assert (removed["group"], removed["shown"], removed["info"]) == ("", "removed", None)
             gone = await client.get(f"{API}/service/x?group=late")
             assert (gone.status_code, gone.json()) == (404, {"error": "group not found: late"})
             # a slow client loses only its own events, then gets a snapshot of the tree
             stream.blocked = True
-            for _ in range(300):  # 4 events each: more than the stream's buffer holds
+            for _ in range(300):  # 4 events each: more than the stream's buffer holds (256)
                 await jobs.restart_service("a")
             stream.unblock()
             while (await stream.message())[0] != "snapshot":
@@ -284,3 +292,36 @@ def test_groups_lists_a_manager_once() -> None:
     jobs.add(m)  # a cycle: never served, but it must not make the walk endless
     assert m.groups() == {"": m, "jobs": jobs, "jobs/sub": m.groups()["jobs/sub"]}
     assert list(jobs.groups("x")) == ["x", "x/sub", "x/app"]
+
+
+async def test_a_slow_reader_within_the_buffer_loses_nothing() -> None:
+    """A client that stops reading for a while, within the stream's buffer, then gets
+    every shown phase it missed, in order, in one update per service; no snapshot."""
+    m, jobs = _tree()
+    with trio.fail_after(30):
+        async with serving(m) as (console, _), stream_of(console) as stream:
+            name, _snap = await stream.message()
+            assert name == "snapshot"
+            stream.blocked = True
+            before = jobs.get_service_info("a")
+            async with m.subscribe_tree(max_buffer=10_000) as mine:
+                for _ in range(100):  # about 400 events, over several ticks
+                    await jobs.restart_service("a")
+                    await trio.sleep(0.002)
+                burst = mine.receive_all()
+            stream.unblock()
+            fold = ShownPhases()
+            expected = [fold.seed(before, "jobs")]
+            for path, event in burst:
+                if isinstance(event, ev.ServiceEvent) and (path, event.service) == ("jobs", "a"):
+                    now = fold.apply(event, None, path)
+                    if now is not None and now != expected[-1]:
+                        expected.append(now)
+            points: list[str] = []
+            while points != expected[1:]:
+                kind, data = await stream.message()
+                assert kind == "message", "no resync for a reader within the buffer"
+                if data["kind"] == "service" and (data["group"], data["service"]) == ("jobs", "a"):
+                    points += [p for _, p in cast("list[list[str]]", data["points"])]
+                    assert points == expected[1 : len(points) + 1]
+            assert len(points) == 200

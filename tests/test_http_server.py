@@ -5,7 +5,8 @@ from __future__ import annotations
 import json
 import re
 import socket
-from collections.abc import AsyncGenerator
+import threading
+from collections.abc import AsyncGenerator, Callable
 from contextlib import asynccontextmanager
 from typing import cast
 
@@ -15,9 +16,12 @@ import trio
 
 import trisup
 from trisup import ServiceStatus
+from trisup import events as ev
+from trisup._health import api_dict
 from trisup.events import ServiceReady
 from trisup.http import ConsoleService
 from trisup.http import _sse as sse
+from trisup.http._state import ShownPhases
 
 S = ServiceStatus
 PREFIX = "/debug/supervisor"
@@ -103,6 +107,17 @@ class EventStream:
                 return name, json.loads(data)
         return None
 
+    async def service(
+        self, name: str, done: Callable[[dict[str, object]], bool]
+    ) -> tuple[list[str], dict[str, object]]:
+        """The shown phases *name*'s updates went through until one is *done*, and that one."""
+        points: list[str] = []
+        while True:
+            data = await self.until("service", service=name)
+            points += [p for _, p in cast("list[list[str]]", data["points"])]
+            if done(data):
+                return points, data
+
     async def until(self, kind: str, **fields: object) -> dict[str, object]:
         """The data of the next event of *kind* with these *fields*; the stream must not end."""
         while True:
@@ -152,7 +167,7 @@ async def test_serves_on_a_loopback_port() -> None:
 
 
 async def test_event_stream() -> None:
-    """The stream starts with a snapshot, then sends each event with the service's info."""
+    """The stream starts with a snapshot, then sends each service's events as one update."""
     m = _manager()
     with trio.fail_after(10):
         async with running(m) as (console, client), event_stream(console) as stream:
@@ -172,36 +187,27 @@ async def test_event_stream() -> None:
                 ("", "console", "running", "running"),
             ]
             await client.post(f"{PREFIX}/api/service/worker/stop", headers=POST)
-            # each event carries the shown phase just after it: the stop is requested
-            # (stopping), the service is held (stopped), its instance exits (idle: shown
-            # stopped while held)
-            phase = await stream.until("phase", service="worker")
-            assert (phase["old"], phase["new"], phase["phase"]) == (
-                "running",
-                "stopping",
-                "stopping",
+            # an update per service and write: the shown phases its events went through
+            # (the stop is requested: stopping; the service is held: stopped; its
+            # instance exits: idle, shown stopped while held) and its latest info
+            points, stopped = await stream.service(
+                "worker", lambda d: cast("dict[str, object]", d["info"])["phase"] == "idle"
             )
-            assert phase["message"] == "worker: phase running -> stopping"
-            status = await stream.until("status", service="worker")
-            assert (status["old"], status["new"], status["phase"]) == (
-                "running",
-                "stopped",
-                "stopped",
-            )
-            info = status["info"]
-            assert isinstance(info, dict) and info["status"] == "stopped"
-            assert isinstance(status["ts"], float)
-            assert status["message"] == "worker: running -> stopped"
-            await stream.until("stopped", service="worker")
-            phase = await stream.until("phase", service="worker")
-            assert (phase["old"], phase["new"], phase["phase"]) == ("stopping", "idle", "stopped")
+            assert points == ["stopping", "stopped"]
+            assert (stopped["group"], stopped["shown"]) == ("", "stopped")
+            info = cast("dict[str, object]", stopped["info"])
+            assert (info["status"], info["stopped"]) == ("stopped", True)
+            assert isinstance(stopped["ts"], float) and isinstance(stopped["events"], int)
+            assert stopped["message"] == "worker: phase stopping -> idle"
             await client.post(f"{PREFIX}/api/service/worker/start", headers=POST)
-            status = await stream.until("status", service="worker", new="running")
-            assert status["phase"] == "running"
-            assert cast("dict[str, object]", status["info"])["phase"] == "running"
+            points, started = await stream.service(
+                "worker", lambda d: cast("dict[str, object]", d["info"])["phase"] == "running"
+            )
+            assert points[-1] == "running" and "stopped" not in points
+            assert started["shown"] == "running"
             await m.delete("worker")
             removed = await stream.until("removed")
-            assert (removed["service"], removed["phase"], removed["info"]) == (
+            assert (removed["service"], removed["shown"], removed["info"]) == (
                 "worker",
                 "removed",
                 None,
@@ -305,3 +311,110 @@ async def test_a_port_in_use_fails_the_console() -> None:
                 nursery.cancel_scope.cancel()
     finally:
         holder.close()
+
+
+def _expected_points(events: list[tuple[str, ev.Event]], before: trisup.ServiceInfo) -> list[str]:
+    """The shown phases *before*'s service goes through in *events*, repeats dropped."""
+    name = before.name
+    fold = ShownPhases()
+    points = [fold.seed(before)]
+    for path, event in events:
+        if isinstance(event, ev.ServiceEvent) and event.service == name:
+            now = fold.apply(event, None, path)
+            if now is not None and now != points[-1]:
+                points.append(now)
+    return points[1:]
+
+
+async def test_a_burst_is_one_update_per_service(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Events within a tick arrive as one update per service: every shown phase they went
+    through in order, the latest info; the stream ends at once when the client leaves."""
+    monkeypatch.setattr(sse, "TICK", 1.0)
+    monkeypatch.setattr(sse, "MAX_STREAMS", 1)
+    m = _manager()
+    m.add(trisup.new_service("other", trio.sleep_forever))
+    with trio.fail_after(20):
+        async with running(m) as (console, _):
+            async with event_stream(console) as stream:
+                first = await stream.message()
+                assert first is not None and first[0] == "snapshot"
+                worker_before = m.get_service_info("worker")
+                other_before = m.get_service_info("other")
+                async with m.subscribe_tree(max_buffer=10_000) as mine:
+                    for _ in range(3):
+                        await m.restart_service("worker")
+                    await m.restart_service("other")
+                    burst = mine.receive_all()
+                mine_ = [e for _, e in burst if isinstance(e, ev.ServiceEvent)]
+                count = sum(e.service == "worker" for e in mine_)
+                updates: dict[str, dict[str, object]] = {}
+                while set(updates) != {"worker", "other"}:
+                    message = await stream.message()
+                    assert message is not None and message[0] == "message"
+                    data = message[1]
+                    assert data["kind"] == "service" and data["service"] not in updates
+                    updates[cast("str", data["service"])] = data
+                worker = updates["worker"]
+                points = [p for _, p in cast("list[list[str]]", worker["points"])]
+                assert points == _expected_points(burst, worker_before)
+                assert points == ["stopping", "running"] * 3  # (a sleeper starts at once)
+                times = [t for t, _ in cast("list[list[float]]", worker["points"])]
+                assert times == sorted(times)
+                assert worker["events"] == count
+                assert worker["shown"] == "running" and worker["group"] == ""
+                info = cast("dict[str, object]", worker["info"])
+                assert (info["start_count"], info["phase"]) == (4, "running")  # the latest
+                last = next(e for e in reversed(mine_) if e.service == "worker")
+                assert worker["message"] == last.message() == "service worker ready"
+                other = updates["other"]
+                assert [p for _, p in cast("list[list[str]]", other["points"])] == (
+                    _expected_points(burst, other_before)
+                )
+            # gone mid-tick: the slot is free again well before the next tick would write
+            start = trio.current_time()
+            while True:
+                async with event_stream(console, "HEAD") as again:
+                    if again.status == 200:
+                        break
+                await trio.sleep(0.01)
+            assert trio.current_time() - start < 0.9
+
+
+async def test_updates_are_encoded_off_the_loop(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A write of many services: infos read on the loop, `api_dict` and JSON in a thread."""
+    monkeypatch.setattr(sse, "TICK", 0.5)
+    m = trisup.Manager("app")
+    names = [f"w{i}" for i in range(sse.THREAD_SERVICES + 2)]
+    for name in names:
+        m.add(trisup.new_service(name, trio.sleep_forever))
+    converted: list[int] = []
+    read: list[int] = []
+    convert = api_dict
+
+    def recorded(info: trisup.ServiceInfo) -> dict[str, object]:
+        converted.append(threading.get_ident())
+        return convert(info)
+
+    take = m.get_service_info
+
+    def reading(name: str) -> trisup.ServiceInfo:
+        read.append(threading.get_ident())
+        return take(name)
+
+    monkeypatch.setattr("trisup.http._sse.api_dict", recorded)
+    m.get_service_info = reading  # type: ignore[method-assign]
+    with trio.fail_after(20):
+        async with running(m) as (console, _), event_stream(console) as stream:
+            first = await stream.message()
+            assert first is not None and first[0] == "snapshot"
+            converted.clear()
+            read.clear()
+            for name in names:
+                await m.restart_service(name)
+            seen: set[str] = set()
+            while seen != set(names):
+                data = await stream.until("service")
+                seen.add(cast("str", data["service"]))
+    loop = threading.get_ident()
+    assert read and all(t == loop for t in read)
+    assert len(converted) >= len(names) and all(t != loop for t in converted)

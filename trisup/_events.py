@@ -457,6 +457,12 @@ class TreeSubscription(Generic[M]):
         """The oldest buffered ``(path, event)``, or ``None`` when the buffer is empty."""
         return self._buffer.popleft() if self._buffer else None
 
+    def receive_all(self) -> list[tuple[str, Event]]:
+        """Every buffered ``(path, event)``, oldest first, emptying the buffer."""
+        out = list(self._buffer)
+        self._buffer.clear()
+        return out
+
     async def receive(self) -> tuple[str, Event]:
         """Wait for the next ``(path, event)``.
 

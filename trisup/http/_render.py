@@ -1,6 +1,7 @@
 """Large bodies rendered without slowing the supervisor: shared snapshots, encoded off the loop.
 
-``GET P/api/services`` answers from `SharedBody`: the body of one snapshot of every
+``GET P/api/services`` answers from `SharedBody` (and the event stream's
+snapshots come from another `Shared`): the body of one snapshot of every
 service, shared by every request that waits for it. A request is answered at
 once from the last body while it is fresh: no manager event since its snapshot
 (`ConsoleState.generation`) and younger than its life (`TICK`, so uptimes move,
@@ -26,7 +27,7 @@ import threading
 import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
-from typing import TypeVar, final
+from typing import Generic, TypeVar, final
 
 import trio
 from prometheus_client.registry import Collector, CollectorRegistry
@@ -43,6 +44,7 @@ __all__ = [
     "OFF_LOOP",
     "TICK",
     "Body",
+    "Shared",
     "SharedBody",
     "accepts_gzip",
     "encode",
@@ -64,6 +66,7 @@ GZIP_MIN = 4096
 """From how many bytes on a body is also kept gzip-compressed."""
 
 _T = TypeVar("_T")
+_S = TypeVar("_S")
 
 
 @final
@@ -128,91 +131,126 @@ async def off_loop(work: Callable[[], _T], *, large: bool) -> _T:
 
 
 @final
-class _Render:
-    """One snapshot and its body, awaited by every request that arrived before it was taken."""
+class _Render(Generic[_T]):
+    """One snapshot and its rendering, awaited by every caller that arrived before it was taken."""
 
-    __slots__ = ("body", "done")
+    __slots__ = ("done", "result")
 
     def __init__(self) -> None:
         self.done = trio.Event()
-        self.body: Body | None = None  # None once done: its leader was cancelled first
+        self.result: _T | None = None  # None once done: its leader was cancelled first
 
 
-@final
-class SharedBody:
-    """The ``GET P/api/services`` body, from one snapshot shared by many requests.
+class Shared(Generic[_S, _T]):
+    """A rendering of one snapshot (*_S*, taken on the loop), shared by many callers.
 
-    A body is reused while no manager event has come since its snapshot and it
-    is younger than its life: `TICK`, or longer when rendering is expensive
-    (`BUDGET`). The first request that finds no fresh body leads the next
-    render: it waits until that life has passed since the last snapshot, takes
-    the snapshot, and encodes it; every request arriving meanwhile waits for
-    the same render, and those arriving after the snapshot for the next one.
-    A leader cancelled before its snapshot hands the lead to one of those waiting.
+    A rendering is reused while no manager event has come since its snapshot and
+    it is younger than its life: `TICK`, or longer when rendering is expensive
+    (`BUDGET`). The first caller that finds no fresh one leads the next render:
+    it waits until that life has passed since the last snapshot, takes the
+    snapshot (`take`, on the loop), and renders it (`render`, in a worker thread
+    when `large`); every caller arriving meanwhile waits for the same render, and
+    those arriving after the snapshot for the next one. A leader cancelled
+    before its snapshot hands the lead to one of those waiting.
 
     Without the console's event tracking (`ConsoleState.tracking` false: its
-    app used on its own), every request renders its own snapshot.
+    app used on its own), every call renders its own snapshot.
     """
 
-    __slots__ = ("_body", "_generation", "_life", "_next", "_state", "_taken", "_tick")
+    __slots__ = ("_generation", "_life", "_next", "_result", "_state", "_taken", "_tick")
 
     def __init__(self, state: ConsoleState, *, tick: float = TICK) -> None:
         self._state = state
         self._tick = tick
-        self._life = tick  # of the last body, at least a tick (see BUDGET)
-        self._body: Body | None = None
+        self._life = tick  # of the last rendering, at least a tick (see BUDGET)
+        self._result: _T | None = None
         self._generation = -1
         self._taken = -math.inf  # the Trio time of the last snapshot
-        self._next: _Render | None = None
+        self._next: _Render[_T] | None = None
 
-    async def get(self) -> Body:
-        """The body, as of a snapshot taken after this call began (or unchanged since)."""
+    def take(self) -> _S:
+        """The snapshot, on the loop (the Trio thread)."""
+        raise NotImplementedError
+
+    def large(self, taken: _S) -> bool:
+        """Whether rendering *taken* is worth a worker thread."""
+        raise NotImplementedError
+
+    def render(self, taken: _S) -> _T:
+        """The rendering of *taken*: reads only the snapshot, so it may run in a worker thread."""
+        raise NotImplementedError
+
+    async def _rendered(self, taken: _S) -> tuple[_T, float]:
+        def work() -> tuple[_T, float]:
+            began = time.thread_time()
+            out = self.render(taken)
+            return out, time.thread_time() - began
+
+        return await off_loop(work, large=self.large(taken))
+
+    async def get(self) -> _T:
+        """The rendering, of a snapshot taken after this call began (or unchanged since)."""
         state = self._state
         if not state.tracking:
-            infos = state.manager.get_services_info()
-            fresh, _ = await off_loop(lambda: encode(infos), large=len(infos) >= OFF_LOOP)
+            fresh, _ = await self._rendered(self.take())
             return fresh
         state.sync()
         while True:
-            body = self._body
+            result = self._result
             if (
-                body is not None
+                result is not None
                 and state.generation == self._generation
                 and trio.current_time() - self._taken < self._life
             ):
-                return body
+                return result
             render = self._next
             if render is None:
-                render = self._next = _Render()
+                render = self._next = _Render[_T]()
                 await self._lead(render)
             else:
                 await render.done.wait()
-            if render.body is not None:
-                return render.body
+            if render.result is not None:
+                return render.result
 
-    async def _lead(self, render: _Render) -> None:
+    async def _lead(self, render: _Render[_T]) -> None:
         state = self._state
         try:
-            # (at most one life: a body of an earlier run has a clock of its own)
+            # (at most one life: a rendering of an earlier run has a clock of its own)
             wait = self._taken + self._life - trio.current_time()
             await trio.sleep(max(0.0, min(self._life, wait)))
             self._next = None  # who arrives from now on waits for the next snapshot
             began = time.thread_time()
             state.sync()
             generation = state.generation
-            infos = state.manager.get_services_info()
-            taken = self._taken = trio.current_time()
+            taken = self.take()
+            at = self._taken = trio.current_time()
             cost = time.thread_time() - began
-            body, encoding = await off_loop(lambda: encode(infos), large=len(infos) >= OFF_LOOP)
-            if taken >= self._taken:  # no later snapshot was taken meanwhile
-                self._body = body
+            result, rendering = await self._rendered(taken)
+            if at >= self._taken:  # no later snapshot was taken meanwhile
+                self._result = result
                 self._generation = generation
-                self._life = max(self._tick, (cost + encoding) / BUDGET)
-            render.body = body
+                self._life = max(self._tick, (cost + rendering) / BUDGET)
+            render.result = result
         finally:
             if self._next is render:
                 self._next = None
             render.done.set()
+
+
+@final
+class SharedBody(Shared[list[ServiceInfo], Body]):
+    """The ``GET P/api/services`` body, from one snapshot shared by many requests (`Shared`)."""
+
+    __slots__ = ()
+
+    def take(self) -> list[ServiceInfo]:
+        return self._state.manager.get_services_info()
+
+    def large(self, taken: list[ServiceInfo]) -> bool:
+        return len(taken) >= OFF_LOOP
+
+    def render(self, taken: list[ServiceInfo]) -> Body:
+        return encode(taken)[0]
 
 
 _PINNED = threading.local()

@@ -58,6 +58,12 @@ class ShownPhases:
         """Whether *name* of *group* is followed."""
         return (group, name) in self._phase
 
+    def current(self, name: str, group: str = "") -> str | None:
+        """The shown phase of *name* of *group*, or ``None`` when it is not followed."""
+        key = (group, name)
+        phase = self._phase.get(key)
+        return None if phase is None else shown(phase, self._held[key])
+
     def seed(self, info: ServiceInfo, group: str = "") -> str:
         """Follow *info*'s service (of *group*) from its snapshot; return its shown phase."""
         key = (group, info.name)

@@ -143,7 +143,7 @@
     return info.stopped ? "stopped" : info.phase;
   }
 
-  function upsert(group, info, shown, ts, timeline) {
+  function upsert(group, info, shown, ts, timeline, points) {
     const key = keyOf(group, info.name);
     let entry = services.get(key);
     const fresh = !entry;
@@ -164,6 +164,11 @@
     if (timeline && timeline.length) {
       entry.points = timeline.length > MAX_POINTS ? timeline.slice(-MAX_POINTS) : timeline;
     } else {
+      // the phases the stream's update went through, then the one it ends in
+      for (const point of points || []) {
+        const last = entry.points[entry.points.length - 1];
+        if (!last || last[1] !== point[1]) entry.points.push(point);
+      }
       const last = entry.points[entry.points.length - 1];
       if (!last || last[1] !== phase) entry.points.push([ts === undefined ? entry.at : ts, phase]);
       if (entry.points.length > MAX_POINTS) entry.points.splice(0, entry.points.length - MAX_POINTS);
@@ -738,10 +743,11 @@
       else if (kind === "manager_stopped") setManager(undefined, "stopped");
     }
     if (data.service === undefined) return;
+    // one message per service and write: its latest info, shown phase and the points it went through
     if (kind === "removed" || data.info === null) {
       remove(keyOf(group, data.service));
     } else if (data.info) {
-      upsert(group, data.info, data.phase, data.ts);
+      upsert(group, data.info, data.shown, data.ts, undefined, data.points);
     }
   }
 
