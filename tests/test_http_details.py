@@ -128,6 +128,17 @@ async def test_details_of_a_crashing_child_process() -> None:
             assert "trisup.process.ProcessExited: exited with code 1" in cast(
                 "str", error["traceback"]
             )
+            # the next run is up: its pid, and the last exit still shown beside it
+            while child.pid is None:
+                await trio.sleep(0.05)
+            later = await details(client, "crash", "jobs")
+            process = cast("Data", later["process"])
+            assert (process["pid"], process["returncode"], process["last_exit"]) == (
+                child.pid,
+                None,
+                "exited with code 1",
+            )
+            assert _wall(process["last_exit_time"]) == exited
             events = cast("list[Data]", body["events"])
             assert [e["kind"] for e in events if e["kind"] in ("exited", "backing_off")] == [
                 "exited",

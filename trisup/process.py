@@ -286,7 +286,10 @@ class ProcessService:
         self._output = Output(name, output_lines, files, log_output=log_output)
         self._log = logging.getLogger(f"trisup.process.{name}")
         self.pid: int | None = None
-        self.returncode: int | None = None
+        self.returncode: int | None = None  # of the run that ended last; None while one runs
+        self.last_returncode: int | None = (
+            None  # of the last run that ended, kept while the next runs
+        )
         self.exit_time: float | None = None  # wall-clock seconds of the last exit
         self.relaunches = 0
         self._expedited = False
@@ -329,7 +332,9 @@ class ProcessService:
             "argv": list(self.argv),
             "pid": self.pid,
             "returncode": self.returncode,
-            "last_exit": None if self.returncode is None else describe_exit(self.returncode),
+            "last_exit": None
+            if self.last_returncode is None
+            else describe_exit(self.last_returncode),
             "relaunches": self.relaunches,
             "output": [list(pair) for pair in self._output.tail()],
         }
@@ -428,7 +433,7 @@ class ProcessService:
         finally:
             if not run.killed:  # something went wrong above: nothing may stay all the same
                 _signal_group(run.pid, signal.SIGKILL)
-            self.returncode = process.returncode
+            self.returncode = self.last_returncode = process.returncode
             self.exit_time = time.time()
             self.pid = None
 

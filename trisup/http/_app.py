@@ -418,14 +418,14 @@ def _iso(wall: float | None) -> str | None:
 
 
 def _process_json(process: ProcessService) -> dict[str, object]:
-    code = process.returncode
+    last = process.last_returncode  # kept while the next run is up
     cwd = process.cwd
     return {
         "pid": process.pid,
         "argv": list(process.argv),
         "cwd": None if cwd is None else os.fspath(cwd),
-        "returncode": code,
-        "last_exit": None if code is None else describe_exit(code),
+        "returncode": process.returncode,
+        "last_exit": None if last is None else describe_exit(last),
         "last_exit_time": _iso(process.exit_time),
         "relaunches": process.relaunches,
     }
