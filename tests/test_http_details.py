@@ -4,8 +4,6 @@ from __future__ import annotations
 
 import os
 import sys
-from collections.abc import AsyncGenerator
-from contextlib import asynccontextmanager
 from datetime import datetime
 from typing import cast
 
@@ -13,11 +11,11 @@ import httpx
 import pytest
 import trio
 import trio.testing
+from asgi_console import serving
 from openapi_schema_validator import OAS31Validator
 from openapi_schema_validator import validate as validate_schema
 
 import trisup
-from trisup.http import ConsoleService
 from trisup.http._openapi import openapi_document
 from trisup.http._state import RECENT
 from trisup.process import ProcessService
@@ -25,21 +23,6 @@ from trisup.process import ProcessService
 API = "/debug/supervisor/api"
 Data = dict[str, object]
 COMPONENTS = openapi_document("/debug/supervisor", token_required=False)["components"]
-
-
-@asynccontextmanager
-async def serving(
-    manager: trisup.Manager,
-) -> AsyncGenerator[tuple[ConsoleService, httpx.AsyncClient]]:
-    """Serve *manager* with a console added last; yield it and an in-process client."""
-    console = ConsoleService(manager, bind="127.0.0.1:0")
-    manager.add(console)
-    async with trio.open_nursery() as nursery:
-        await nursery.start(manager.serve)
-        transport = httpx.ASGITransport(app=console.app)
-        async with httpx.AsyncClient(transport=transport, base_url="http://127.0.0.1:8080") as c:
-            yield console, c
-        nursery.cancel_scope.cancel()
 
 
 async def details(client: httpx.AsyncClient, name: str, group: str = "") -> Data:

@@ -7,10 +7,10 @@ from collections.abc import AsyncGenerator
 from contextlib import asynccontextmanager
 from typing import cast
 
-import httpx
 import pytest
 import trio
 import trio.testing
+from asgi_console import serving
 
 import trisup
 from trisup import events as ev
@@ -34,21 +34,6 @@ def _tree() -> tuple[trisup.Manager, trisup.Manager]:
     jobs.add(sub)
     m.add(jobs)
     return m, jobs
-
-
-@asynccontextmanager
-async def serving(
-    manager: trisup.Manager,
-) -> AsyncGenerator[tuple[ConsoleService, httpx.AsyncClient]]:
-    """Serve *manager* with a console added last; yield it and an in-process client."""
-    console = ConsoleService(manager, bind="127.0.0.1:0")
-    manager.add(console)
-    async with trio.open_nursery() as nursery:
-        await nursery.start(manager.serve)
-        transport = httpx.ASGITransport(app=console.app)
-        async with httpx.AsyncClient(transport=transport, base_url="http://127.0.0.1:8080") as c:
-            yield console, c
-        nursery.cancel_scope.cancel()
 
 
 class Stream:

@@ -303,26 +303,28 @@ class ManagerGaveUp(Event):
         return f"manager {self.manager} gave up: {self.reason}"
 
 
-@final
-class Subscription:
-    """A bounded stream of events; iterate with ``async for``.
+T = TypeVar("T")
+
+
+class _Buffer(Generic[T]):
+    """A bounded buffer that one task waits on: the oldest item dropped when full.
 
     Attributes:
-        lost: how many events were dropped because the buffer was full.
+        lost: how many items were dropped because the buffer was full.
     """
 
     __slots__ = ("_buffer", "_closed", "_waiter", "lost")
 
     def __init__(self, max_buffer: int) -> None:
-        self._buffer: deque[Event] = deque(maxlen=max_buffer)
+        self._buffer: deque[T] = deque(maxlen=max_buffer)
         self._waiter: trio.Event | None = None
         self._closed = False
         self.lost = 0
 
-    def _push(self, event: Event) -> None:
+    def _push(self, item: T) -> None:
         if len(self._buffer) == self._buffer.maxlen:
             self.lost += 1
-        self._buffer.append(event)
+        self._buffer.append(item)
         if self._waiter is not None:
             self._waiter.set()
             self._waiter = None
@@ -333,12 +335,18 @@ class Subscription:
             self._waiter.set()
             self._waiter = None
 
-    def receive_nowait(self) -> Event | None:
-        """The oldest buffered event, or ``None`` when the buffer is empty."""
+    def receive_nowait(self) -> T | None:
+        """The oldest buffered item, or ``None`` when the buffer is empty."""
         return self._buffer.popleft() if self._buffer else None
 
-    async def receive(self) -> Event:
-        """Wait for the next event.
+    def receive_all(self) -> list[T]:
+        """Every buffered item, oldest first, emptying the buffer."""
+        out = list(self._buffer)
+        self._buffer.clear()
+        return out
+
+    async def receive(self) -> T:
+        """Wait for the next item.
 
         Raises:
             trio.EndOfChannel: the subscription was closed and is drained.
@@ -351,6 +359,17 @@ class Subscription:
             await self._waiter.wait()
         await trio.lowlevel.checkpoint_if_cancelled()
         return self._buffer.popleft()
+
+
+@final
+class Subscription(_Buffer[Event]):
+    """A bounded stream of events; iterate with ``async for``.
+
+    Attributes:
+        lost: how many events were dropped because the buffer was full.
+    """
+
+    __slots__ = ()
 
     def __aiter__(self) -> Subscription:
         return self
@@ -383,7 +402,7 @@ class _Tap:
 
 
 @final
-class TreeSubscription(Generic[M]):
+class TreeSubscription(_Buffer[tuple[str, Event]], Generic[M]):
     """The events of several hubs (a tree of managers) in one bounded buffer, in order.
 
     Each hub is attached under a *path* (``""`` for the root manager, ``"jobs"``
@@ -400,20 +419,17 @@ class TreeSubscription(Generic[M]):
     .. versionadded:: 0.1.0
     """
 
-    __slots__ = ("_buffer", "_changed", "_closed", "_taps", "_waiter", "lost")
+    __slots__ = ("_changed", "_taps")
 
     def __init__(self, max_buffer: int, changed: Callable[[str, ServiceEvent], None]) -> None:
-        self._buffer: deque[tuple[str, Event]] = deque(maxlen=max_buffer)
-        self._waiter: trio.Event | None = None
-        self._closed = False
+        super().__init__(max_buffer)
         self._changed = changed
         self._taps: dict[str, tuple[_Tap, EventHub, M]] = {}
-        self.lost = 0
 
     def attach(self, path: str, hub: EventHub, source: M) -> None:
         """Receive *hub*'s events as *path*'s (a path attached already is replaced)."""
         self.detach(path, nested=False)
-        tap = _Tap(self._push, path)
+        tap = _Tap(self._tagged, path)
         hub.add_tap(tap)
         self._taps[path] = (tap, hub, source)
 
@@ -438,45 +454,12 @@ class TreeSubscription(Generic[M]):
         for tap, hub, _ in self._taps.values():
             hub.unsubscribe(tap)
         self._taps.clear()
-        self._closed = True
-        if self._waiter is not None:
-            self._waiter.set()
-            self._waiter = None
+        self._close()
 
-    def _push(self, path: str, event: Event) -> None:
+    def _tagged(self, path: str, event: Event) -> None:
         if isinstance(event, (ServiceAdded, ServiceRemoved)):
             self._changed(path, event)
-        if len(self._buffer) == self._buffer.maxlen:
-            self.lost += 1
-        self._buffer.append((path, event))
-        if self._waiter is not None:
-            self._waiter.set()
-            self._waiter = None
-
-    def receive_nowait(self) -> tuple[str, Event] | None:
-        """The oldest buffered ``(path, event)``, or ``None`` when the buffer is empty."""
-        return self._buffer.popleft() if self._buffer else None
-
-    def receive_all(self) -> list[tuple[str, Event]]:
-        """Every buffered ``(path, event)``, oldest first, emptying the buffer."""
-        out = list(self._buffer)
-        self._buffer.clear()
-        return out
-
-    async def receive(self) -> tuple[str, Event]:
-        """Wait for the next ``(path, event)``.
-
-        Raises:
-            trio.EndOfChannel: the subscription was closed and is drained.
-        """
-        while not self._buffer:
-            if self._closed:
-                raise trio.EndOfChannel
-            if self._waiter is None:
-                self._waiter = trio.Event()
-            await self._waiter.wait()
-        await trio.lowlevel.checkpoint_if_cancelled()
-        return self._buffer.popleft()
+        self._push((path, event))
 
 
 class EventHub:
