@@ -208,7 +208,7 @@ def _body() -> Body:
         for i in range(SERVICES):
             manager.add(trisup.new_service(f"idle-{i}", trio.sleep_forever))
         manager.add(ConsoleService(manager, bind="127.0.0.1:0"))
-        body, _ = encode(manager.get_services_info())
+        body = encode(manager.get_services_info())
         return body
 
     return trio.run(main)

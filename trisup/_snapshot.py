@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING
 
@@ -16,21 +17,15 @@ if TYPE_CHECKING:
 __all__ = ["snapshot"]
 
 
-_DATETIMES: dict[float, datetime] = {}
-_DATETIMES_SIZE = 8192
+@functools.lru_cache(maxsize=8192)
+def _utc(posix: float) -> datetime:
+    return datetime.fromtimestamp(posix, UTC)
 
 
 def _datetime(posix: float | None) -> datetime | None:
-    """The UTC datetime of *posix*; kept in a bounded cache, since a runner's times
-    (its creation, its last start) repeat in every snapshot until they change."""
-    if posix is None:
-        return None
-    moment = _DATETIMES.get(posix)
-    if moment is None:
-        if len(_DATETIMES) >= _DATETIMES_SIZE:
-            _DATETIMES.clear()
-        moment = _DATETIMES[posix] = datetime.fromtimestamp(posix, UTC)
-    return moment
+    """The UTC datetime of *posix*; cached (bounded), since a runner's times (its
+    creation, its last start) repeat in every snapshot until they change."""
+    return None if posix is None else _utc(posix)
 
 
 def _details(service: Service) -> dict[str, object]:

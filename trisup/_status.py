@@ -7,6 +7,7 @@ nanoseconds, ``current_delay`` as a Go duration string, times as RFC 3339 UTC.
 from __future__ import annotations
 
 import enum
+import functools
 import math
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -128,27 +129,18 @@ def go_duration(seconds: float) -> str:
     return sign + text
 
 
-_RFC3339_CACHE: dict[datetime, str] = {}
-_RFC3339_CACHE_SIZE = 8192
-
-
 def rfc3339(moment: datetime | None) -> str:
     """Format a time as Go's JSON encoding of ``time.Time`` does, in UTC.
 
     A snapshot's times repeat from one snapshot to the next (a creation time
-    never changes), so the text of a UTC time is kept in a bounded cache;
-    `_rfc3339` formats.
+    never changes), so the text of a UTC time is cached (bounded); `_rfc3339`
+    formats.
     """
     if moment is None:
         return ZERO_TIME
     if moment.tzinfo is not UTC:  # a naive time reads as local time: not cached
         return _rfc3339(moment)
-    text = _RFC3339_CACHE.get(moment)
-    if text is None:
-        if len(_RFC3339_CACHE) >= _RFC3339_CACHE_SIZE:
-            _RFC3339_CACHE.clear()
-        text = _RFC3339_CACHE[moment] = _rfc3339(moment)
-    return text
+    return _rfc3339_utc(moment)
 
 
 def _rfc3339(moment: datetime) -> str:
@@ -157,6 +149,9 @@ def _rfc3339(moment: datetime) -> str:
     if moment.microsecond:
         text += "." + f"{moment.microsecond:06d}".rstrip("0")
     return text + "Z"
+
+
+_rfc3339_utc = functools.lru_cache(maxsize=8192)(_rfc3339)
 
 
 @final

@@ -57,7 +57,7 @@ from .._errors import (
     ServiceStopTimeout,
     SupervisorError,
 )
-from .._health import api_dict, counts, is_ready, not_ready, outlook, shown_phase
+from .._health import api_dict, counts, error_type, is_ready, not_ready, outlook, shown_phase
 from .._manager import Manager
 from .._reload import ReloadDiff, ReloadError
 from .._service import Service
@@ -437,10 +437,11 @@ def _output_json(process: ProcessService) -> dict[str, object]:
 
 
 def _error_json(error: BaseException, info: ServiceInfo) -> dict[str, object]:
-    """The last error: its type, message, time and traceback (formatted now, on request)."""
+    """The last error: its type (as ``last_error_type``), message, time and traceback
+    (formatted now, on request)."""
     moment = info.metric.last_error_time
     return {
-        "type": type(error).__name__,
+        "type": error_type(info),
         "message": info.metric.last_error,
         "time": None if moment is None else rfc3339(moment),
         "traceback": "".join(traceback.format_exception(error)),

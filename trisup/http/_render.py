@@ -111,12 +111,11 @@ def services_body(infos: Iterable[ServiceInfo]) -> bytes:
     return json_bytes([api_dict(info) for info in infos])
 
 
-def encode(infos: list[ServiceInfo]) -> tuple[Body, float]:
-    """The `Body` of *infos*, and the CPU time its encoding took in this thread."""
-    began = time.thread_time()
+def encode(infos: list[ServiceInfo]) -> Body:
+    """The `Body` of *infos* (gzip-compressed too from `GZIP_MIN` bytes)."""
     identity = services_body(infos)
     packed = gzip.compress(identity, 1, mtime=0) if len(identity) >= GZIP_MIN else None
-    return Body(identity, packed), time.thread_time() - began
+    return Body(identity, packed)
 
 
 async def off_loop(work: Callable[[], _T], *, large: bool) -> _T:
@@ -250,7 +249,7 @@ class SharedBody(Shared[list[ServiceInfo], Body]):
         return len(taken) >= OFF_LOOP
 
     def render(self, taken: list[ServiceInfo]) -> Body:
-        return encode(taken)[0]
+        return encode(taken)
 
 
 _PINNED = threading.local()
